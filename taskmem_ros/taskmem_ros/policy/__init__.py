@@ -1,0 +1,5 @@
+"""Memorization policies: turn a clip (+ context of earlier memory) into memory drafts."""
+
+from taskmem_ros.policy.base import MemorizationPolicy, make_policy
+
+__all__ = ["MemorizationPolicy", "make_policy"]
