@@ -34,6 +34,9 @@ if [ "$(cat "$VENV/.taskmem-deps" 2>/dev/null)" != "$deps_hash" ]; then
   python -m pip install -q torch==2.13.0  # any other spec downloads GBs of CUDA wheels
   python -m pip install -q -r scripts/ros_wheels.txt
   python -m pip install -q -e "./taskmem_ros[all,dev]"
+  # rapidocr pulls plain opencv-python, whose cv2 shadows contrib's (face cascades): reinstall contrib last.
+  python -c "import cv2; cv2.CascadeClassifier" 2>/dev/null || python -m pip install -q --force-reinstall --no-deps \
+    "opencv-contrib-python-headless==$(python -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python-headless"))')"
   echo "$deps_hash" > "$VENV/.taskmem-deps"
 fi
 

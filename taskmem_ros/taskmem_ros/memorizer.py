@@ -1,0 +1,210 @@
+"""The memory loop: sensor data -> clips -> memorization policy -> episodic store.
+
+Sensor callbacks only segment (cheap); speech processing, the policy and the store write
+run on a worker thread, so a slow policy never blocks the ROS executor. When the policy
+falls behind, pending clips are dropped by ``ingest.drop_policy`` and counted.
+The same class serves the lifecycle node and in-process bag replay, so both produce the
+same memory for the same input.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+
+import numpy as np
+
+from taskmem_ros.config import TaskMemConfig
+from taskmem_ros.policy.base import MemorizationPolicy
+from taskmem_ros.store import EpisodicStore
+from taskmem_ros.streams.segmenter import ClipSegmenter
+from taskmem_ros.streams.speech import SpeechPipeline
+from taskmem_ros.types import AudioBlock, Clip, MemoryRecord, PolicyContext, VideoFrame
+
+log = logging.getLogger(__name__)
+
+CommittedCallback = Callable[[list[MemoryRecord]], None]
+
+
+class Memorizer:
+    def __init__(
+        self,
+        cfg: TaskMemConfig,
+        store: EpisodicStore,
+        policy: MemorizationPolicy,
+        *,
+        on_committed: CommittedCallback | None = None,
+        speech: SpeechPipeline | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.policy = policy
+        self.on_committed = on_committed
+        self.speech = speech if speech is not None else SpeechPipeline(cfg.segmenter)
+        self.batch_size = max(1, batch_size)
+        self.stats: Counter[str] = Counter()
+        self.focus_hints: list[str] = []
+        self._segmenter = ClipSegmenter(cfg.segmenter, cfg.stream)
+        self._pending: deque[Clip] = deque()
+        self._cv = threading.Condition()
+        self._busy = False
+        self._stop = False
+        self._worker: threading.Thread | None = None
+        self.latest_stamp_ns = 0
+
+    # -- input side (any thread, cheap) -------------------------------------------------
+    def push_frame(self, frame: VideoFrame) -> None:
+        with self._cv:
+            self.latest_stamp_ns = max(self.latest_stamp_ns, frame.stamp_ns)
+            self._segmenter.push_frame(frame)
+            self._enqueue(self._segmenter.pop_ready())
+
+    def push_frame_lazy(self, stamp_ns: int, decode: Callable[[int | None], np.ndarray], frame_id: str = "") -> bool:
+        """Offer a frame whose pixels are decoded only if it becomes a keyframe (most are not).
+        Decode errors propagate to the caller, which counts the drop."""
+        with self._cv:
+            self.latest_stamp_ns = max(self.latest_stamp_ns, stamp_ns)
+            kept = self._segmenter.push_frame_lazy(stamp_ns, decode, frame_id)
+            self._enqueue(self._segmenter.pop_ready())
+            return kept
+
+    def push_audio(self, block: AudioBlock) -> None:
+        with self._cv:
+            self.latest_stamp_ns = max(self.latest_stamp_ns, block.stamp_ns)
+            self._segmenter.push_audio(block)
+            self._enqueue(self._segmenter.pop_ready())
+
+    def _enqueue(self, clips: list[Clip]) -> None:
+        limit = self.cfg.ingest.max_pending_clips
+        for clip in clips:
+            if len(self._pending) >= limit and self._worker is not None:
+                self.stats["clips_dropped_backlog"] += 1
+                if self.cfg.ingest.drop_policy == "drop_oldest":
+                    dropped = self._pending.popleft()
+                else:
+                    dropped = clip
+                log.warning(
+                    "policy is behind real time: dropping clip %d of %s (%s)",
+                    dropped.index,
+                    dropped.stream,
+                    self.cfg.ingest.drop_policy,
+                )
+                if dropped is clip:
+                    continue
+            self._pending.append(clip)
+            self.stats["clips_queued"] += 1
+        if clips:
+            self._cv.notify_all()
+
+    # -- processing side ----------------------------------------------------------------
+    def process_pending(self) -> list[MemoryRecord]:
+        """Memorize every queued clip on the calling thread (in-process replay, tests)."""
+        out: list[MemoryRecord] = []
+        while True:
+            with self._cv:
+                batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
+            if not batch:
+                return out
+            out.extend(self._memorize(batch))
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Close the open clip and wait until everything queued is committed."""
+        with self._cv:
+            self._enqueue(self._segmenter.flush())
+        if self._worker is None:
+            self.process_pending()
+            return True
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._pending and not self._busy, timeout=timeout_s)
+
+    def start(self) -> None:
+        if self._worker is not None:
+            return
+        self._stop = False
+        self._worker = threading.Thread(target=self._run, name=f"memorizer-{self.cfg.stream}", daemon=True)
+        self._worker.start()
+
+    def stop(self, drain: bool = True, timeout_s: float = 60.0) -> None:
+        if self._worker is None:
+            return
+        if drain:
+            self.flush(timeout_s)
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._worker.join(timeout_s)
+        self._worker = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._pending or self._stop)
+                if self._stop and not self._pending:
+                    return
+                batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
+                self._busy = True
+            try:
+                self._memorize(batch)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def _memorize(self, clips: list[Clip]) -> list[MemoryRecord]:
+        committed: list[MemoryRecord] = []
+        try:
+            for clip in clips:
+                self.speech.annotate(clip)
+            contexts = [self._context(clip) for clip in clips]
+            drafts_per_clip = self.policy.memorize_batch(clips, contexts)
+        except Exception:  # a broken clip or model must not kill the loop
+            log.exception("policy failed on clips %s", [c.index for c in clips])
+            self.stats["clips_failed"] += len(clips)
+            return committed
+        for clip, drafts in zip(clips, drafts_per_clip, strict=True):
+            try:
+                clip_id = self.store.add_clip(
+                    clip.stream,
+                    clip.index,
+                    clip.start_ns,
+                    clip.end_ns,
+                    keyframes=len(clip.keyframes),
+                    transcript=" ".join(seg.text for seg in clip.transcript),
+                )
+                records = self.store.add_entries(
+                    clip.stream,
+                    drafts,
+                    clip_id=clip_id,
+                    model_id=self.policy.model_id,
+                    adapter_id=self.policy.adapter_id,
+                )
+            except Exception:
+                log.exception("store write failed for clip %d; earlier memory is intact", clip.index)
+                self.stats["store_errors"] += 1
+                continue
+            self.stats["clips_memorized"] += 1
+            self.stats["entries_committed"] += len(records)
+            committed.extend(records)
+            if self.on_committed is not None and records:
+                try:
+                    self.on_committed(records)
+                except Exception:
+                    log.exception("on_committed callback failed")
+        return committed
+
+    def _context(self, clip: Clip) -> PolicyContext:
+        n = self.cfg.policy.context_size
+        recent = self.store.recent(clip.stream, n, as_of_ns=clip.start_ns) if n else []
+        return PolicyContext(
+            recent_memories=recent, focus_hints=list(self.focus_hints), adapter_id=self.policy.adapter_id
+        )
+
+    def all_stats(self) -> dict[str, int]:
+        with self._cv:
+            merged = Counter(self._segmenter.stats)
+            merged.update(self.stats)
+            merged["clips_pending"] = len(self._pending)
+        return dict(merged)

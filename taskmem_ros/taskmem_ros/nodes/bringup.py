@@ -1,0 +1,109 @@
+"""Single-process bringup: memorizer + task server on one MultiThreadedExecutor.
+
+`ros2 launch taskmem_ros robot.launch.py` is the normal way on a robot; this runs the same
+nodes where launch_ros is not installed (tests, pip-only installs, containers), and moves
+both nodes through configure -> activate itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+from taskmem_ros.nodes.memorizer_node import MemorizerNode
+from taskmem_ros.nodes.task_node import TaskNode
+
+
+class Bringup:
+    """Owns the two nodes and their executor; usable from tests without a subprocess."""
+
+    def __init__(self, ros_args: list[str] | None = None, num_threads: int = 4) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(args=["taskmem-bringup", *(ros_args or [])], context=self.context)
+        self.memorizer = MemorizerNode(context=self.context)
+        self.task_server = TaskNode(context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=self.context)
+        self.executor.add_node(self.memorizer)
+        self.executor.add_node(self.task_server)
+        self._thread: threading.Thread | None = None
+
+    def activate(self) -> None:
+        for node in (self.memorizer, self.task_server):
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise RuntimeError(f"{node.get_name()}: configure failed (see log)")
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                raise RuntimeError(f"{node.get_name()}: activate failed (see log)")
+
+    def spin_in_background(self) -> None:
+        self._thread = threading.Thread(target=self._spin, name="taskmem-executor", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def shutdown(self) -> None:
+        """Deactivate (drains the memorizer backlog into the store), clean up, stop."""
+        for node in (self.memorizer, self.task_server):
+            _shutdown_node(node)
+        self.executor.shutdown(timeout_sec=5.0)
+        for node in (self.memorizer, self.task_server):
+            node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def _shutdown_node(node: LifecycleNode) -> None:
+    try:
+        node.trigger_shutdown()
+    except Exception as exc:  # already finalized or mid-transition
+        node.get_logger().warning(f"shutdown transition: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        argv, ros_args = argv[:i], argv[i:]
+    parser = argparse.ArgumentParser(prog="taskmem-bringup", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", help="ROS 2 params file (e.g. config/robot.yaml)")
+    parser.add_argument("--db", help="override store.url with sqlite:///PATH (or a full SQLAlchemy URL)")
+    parser.add_argument("--use-sim-time", action="store_true", help="follow /clock (bag replay)")
+    args = parser.parse_args(argv)
+    extra = ["--ros-args"] if not ros_args else []
+    if args.params:
+        extra += ["--params-file", args.params]
+    if args.db:
+        url = args.db if "://" in args.db else f"sqlite:///{args.db}"
+        extra += ["-p", f"store.url:={url}"]
+    if args.use_sim_time:
+        extra += ["-p", "use_sim_time:=true"]
+    bringup = Bringup(ros_args + extra if ros_args else extra)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        bringup.activate()
+    except RuntimeError as exc:
+        print(f"taskmem-bringup: {exc}", file=sys.stderr)
+        bringup.shutdown()
+        return 1
+    bringup.spin_in_background()
+    print("taskmem-bringup: memorizer and task_server active", flush=True)
+    stop.wait()
+    bringup.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

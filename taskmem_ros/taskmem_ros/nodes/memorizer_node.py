@@ -1,0 +1,219 @@
+"""Memorizer lifecycle node: camera + microphone topics -> clips -> policy -> episodic store.
+
+configure: open the store, load the policy; activate: subscribe and start the worker;
+deactivate: unsubscribe and drain; cleanup: free the models and close the store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
+
+from taskmem_interfaces.msg import AudioChunk, MemoryEntry
+from taskmem_ros.config import ConfigError
+from taskmem_ros.memorizer import Memorizer
+from taskmem_ros.nodes.conversions import audio_to_block, record_to_msg
+from taskmem_ros.nodes.params import declare_config, read_config
+from taskmem_ros.policy.base import make_policy
+from taskmem_ros.store import EpisodicStore, StoreError
+from taskmem_ros.streams.audio import AudioDecodeError
+from taskmem_ros.streams.image_codec import ImageDecodeError
+from taskmem_ros.streams.messages import compressed_source, image_source
+from taskmem_ros.types import MemoryRecord
+
+NODE_PARAMS: dict[str, Any] = {
+    "image_topic": "camera/image_raw",  # sensor_msgs/Image; "" disables
+    "compressed_image_topic": "",  # sensor_msgs/CompressedImage (jpeg/png); "" disables
+    "audio_topic": "audio/audio",  # taskmem_interfaces/AudioChunk; "" disables
+    "audio_common_topic": "",  # audio_common_msgs/AudioStamped, when audio_common is installed
+    "memory_topic": "memory/entries",
+    "sensor_qos": "sensor_data",  # "sensor_data" (best effort, live robots) or "reliable" (bag evaluation)
+    "flush_timeout_s": 120.0,
+    "autostart": False,  # configure + activate on start (no lifecycle manager needed)
+}
+
+
+class MemorizerNode(LifecycleNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("memorizer", **kwargs)
+        declare_config(self, NODE_PARAMS)
+        self._memorizer: Memorizer | None = None
+        self._store: EpisodicStore | None = None
+        self._subs: list[Any] = []
+        self._pub: Any = None
+        self._services: list[Any] = []
+        self._sensor_group = MutuallyExclusiveCallbackGroup()  # keeps per-topic order
+        self._service_group = ReentrantCallbackGroup()
+        self.rejected: dict[str, int] = {"frames_rejected": 0, "audio_rejected": 0}
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg, self._extra = read_config(self, NODE_PARAMS)
+            self._store = EpisodicStore(cfg.store)
+            self._store.open()
+            policy = make_policy(cfg.policy)
+        except (ConfigError, StoreError, ImportError, ValueError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            return TransitionCallbackReturn.FAILURE
+        self._cfg = cfg
+        self._pub = self.create_lifecycle_publisher(MemoryEntry, self._extra["memory_topic"], 100)
+        self._memorizer = Memorizer(cfg, self._store, policy, on_committed=self._publish)
+        self._services = [
+            self.create_service(Trigger, "~/flush", self._on_flush, callback_group=self._service_group),
+            self.create_service(Trigger, "~/get_stats", self._on_stats, callback_group=self._service_group),
+        ]
+        self.get_logger().info(f"configured: stream={cfg.stream!r} store={cfg.store.url} policy={policy.model_id}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        assert self._memorizer is not None
+        qos: QoSProfile = qos_profile_sensor_data
+        if self._extra["sensor_qos"] == "reliable":
+            qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        elif self._extra["sensor_qos"] != "sensor_data":
+            self.get_logger().error(f"sensor_qos={self._extra['sensor_qos']!r}; expected 'sensor_data' or 'reliable'")
+            return TransitionCallbackReturn.FAILURE
+        topics = [
+            ("image_topic", Image, self._on_image),
+            ("compressed_image_topic", CompressedImage, self._on_compressed),
+            ("audio_topic", AudioChunk, self._on_audio),
+        ]
+        audio_common = self._extra["audio_common_topic"]
+        if audio_common:
+            try:
+                from audio_common_msgs.msg import AudioStamped  # type: ignore[import-not-found]
+
+                topics.append(("audio_common_topic", AudioStamped, self._on_audio))
+            except ImportError:
+                self.get_logger().warning("audio_common_topic set but audio_common_msgs is not installed; ignored")
+        for param, msg_type, cb in topics:
+            topic = self._extra[param]
+            if topic:
+                self._subs.append(self.create_subscription(msg_type, topic, cb, qos, callback_group=self._sensor_group))
+        self._memorizer.start()
+        self.get_logger().info(f"active: listening on {[s.topic_name for s in self._subs]}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._memorizer is not None:
+            self._memorizer.stop(drain=True, timeout_s=float(self._extra["flush_timeout_s"]))
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._memorizer is not None:
+            self._memorizer.stop(drain=True, timeout_s=float(self._extra["flush_timeout_s"]))
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for srv in self._services:
+            self.destroy_service(srv)
+        self._services = []
+        if self._pub is not None:
+            self.destroy_lifecycle_publisher(self._pub)
+            self._pub = None
+        if self._memorizer is not None:
+            self._memorizer.policy.close()
+            self._memorizer = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- sensor callbacks: decode + segment only; the policy runs on the worker ------------
+    def _on_image(self, msg: Image) -> None:
+        self._push_frame(image_source, msg)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._push_frame(compressed_source, msg)
+
+    def _push_frame(self, source: Any, msg: Any) -> None:
+        if self._memorizer is None:
+            return
+        try:
+            self._memorizer.push_frame_lazy(*source(msg))
+        except ImageDecodeError as exc:
+            self.rejected["frames_rejected"] += 1
+            self.get_logger().warning(f"dropped image: {exc}", throttle_duration_sec=5.0)
+
+    def _on_audio(self, msg: Any) -> None:
+        if self._memorizer is None:
+            return
+        try:
+            block = audio_to_block(msg, self._cfg.segmenter.audio_rate)
+        except AudioDecodeError as exc:
+            self.rejected["audio_rejected"] += 1
+            self.get_logger().warning(f"dropped audio: {exc}", throttle_duration_sec=5.0)
+            return
+        self._memorizer.push_audio(block)
+
+    def _publish(self, records: list[MemoryRecord]) -> None:
+        if self._pub is not None:
+            for rec in records:
+                self._pub.publish(record_to_msg(rec))
+
+    # -- services -------------------------------------------------------------------------
+    def _on_flush(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Close the open clip and wait for the backlog (end of a bag, before evaluation)."""
+        if self._memorizer is None:
+            response.success, response.message = False, "not configured"
+            return response
+        response.success = self._memorizer.flush(float(self._extra["flush_timeout_s"]))
+        response.message = json.dumps(self.stats())
+        return response
+
+    def _on_stats(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = True, json.dumps(self.stats())
+        return response
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.rejected)
+        if self._memorizer is not None:
+            out.update(self._memorizer.all_stats())
+        return out
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = MemorizerNode()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.trigger_shutdown() if node._memorizer is not None else None
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

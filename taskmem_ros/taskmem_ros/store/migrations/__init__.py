@@ -1,0 +1,1 @@
+"""Alembic migrations of the episodic store (run in code by ``EpisodicStore.open``)."""

@@ -1,0 +1,154 @@
+"""SQLAlchemy 2 ORM schema of the episodic store (portable: SQLite and PostgreSQL).
+
+The virtual tables (FTS5 ``memory_fts``, sqlite-vec ``vec_entries``) are SQLite-only and
+live in the Alembic migration, not here, so this metadata works unchanged on PostgreSQL.
+Times are int64 nanoseconds on the stream clock; ids are AUTOINCREMENT on SQLite so they
+are never reused (the RAM vector index and FTS rowids rely on that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# 64-bit ids on PostgreSQL; INTEGER PRIMARY KEY (the rowid, 64-bit anyway) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class StoreMeta(Base):
+    """Key/value facts about the database itself (embedder id, dimension)."""
+
+    __tablename__ = "store_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class Stream(Base):
+    """One sensor stream / recording session; memories never mix across streams unasked."""
+
+    __tablename__ = "streams"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it once)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Clip(Base):
+    """A window handed to the policy; entries point back to it for provenance."""
+
+    __tablename__ = "clips"
+    __table_args__ = (
+        UniqueConstraint("stream_id", "clip_index"),
+        CheckConstraint("end_ns >= start_ns", name="time_order"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    stream_id: Mapped[int] = mapped_column(Id, ForeignKey("streams.id", ondelete="CASCADE"), nullable=False)
+    clip_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    start_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    keyframes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    transcript: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class MemoryEntry(Base):
+    """One short textual memory with the observation window it describes."""
+
+    __tablename__ = "memory_entries"
+    __table_args__ = (
+        CheckConstraint("kind IN ('episodic', 'semantic')", name="kind"),
+        CheckConstraint("end_ns >= start_ns", name="time_order"),
+        Index(None, "stream_id", "start_ns"),
+        Index(None, "stream_id", "end_ns"),
+        Index(None, "end_ns"),
+        Index(None, "start_ns"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    stream_id: Mapped[int] = mapped_column(Id, ForeignKey("streams.id", ondelete="CASCADE"), nullable=False)
+    clip_id: Mapped[int | None] = mapped_column(Id, ForeignKey("clips.id", ondelete="SET NULL"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="episodic")
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    start_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    source: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    model_id: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    adapter_id: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    confidence: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Embedding(Base):
+    """Exact float32 vector of an entry (little-endian bytes); the LSH codes derive from it."""
+
+    __tablename__ = "embeddings"
+    entry_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("memory_entries.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class Task(Base):
+    """A question asked of memory, what was answered, and (later) whether it was right."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index(None, "asked_at_ns"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    stream_id: Mapped[int | None] = mapped_column(Id, ForeignKey("streams.id", ondelete="SET NULL"), nullable=True)
+    question: Mapped[str] = mapped_column(Text, nullable=False)
+    asked_at_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    choices: Mapped[Any] = mapped_column(JSON, nullable=True)
+    answer: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    choice_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    abstained: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    evidence_ids: Mapped[Any] = mapped_column(JSON, nullable=False)
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    latency_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    is_eval: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Adapter(Base):
+    """A trained policy adapter (LoRA etc.); at most one active per kind."""
+
+    __tablename__ = "adapters"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it once)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    adapter_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    base_model: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    path: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

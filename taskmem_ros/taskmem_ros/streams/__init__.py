@@ -1,0 +1,1 @@
+"""Sensor streams -> clips: image/audio payload decoding, segmentation, VAD and ASR (no rclpy)."""

@@ -1,0 +1,80 @@
+"""A test-side ROS client with its own context and background executor (real DDS, loopback)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from taskmem_interfaces.action import AnswerTask
+from taskmem_interfaces.msg import MemoryEntry
+from taskmem_interfaces.srv import QueryMemory
+
+
+class GraphClient:
+    def __init__(self, name: str = "taskmem_test_client") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self.answer_client = ActionClient(self.node, AnswerTask, "answer_task")
+        self.query_client = self.node.create_client(QueryMemory, "query_memory")
+        self.entries: list[MemoryEntry] = []
+        self._lock = threading.Lock()
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(MemoryEntry, "memory/entries", self._on_entry, qos)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_entry(self, msg: MemoryEntry) -> None:
+        with self._lock:
+            self.entries.append(msg)
+
+    def entry_ids(self) -> list[int]:
+        with self._lock:
+            return [e.id for e in self.entries]
+
+    @staticmethod
+    def _wait(future: Any, timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("ROS call timed out")
+            time.sleep(0.02)
+        return future.result()
+
+    def answer(
+        self, question: str, choices: list[str] | None = None, asked_at_ns: int = 0, log_task: bool = True
+    ) -> Any:
+        assert self.answer_client.wait_for_server(timeout_sec=30)
+        goal = AnswerTask.Goal(question=question, choices=choices or [], log_task=log_task)
+        goal.asked_at.sec, goal.asked_at.nanosec = divmod(asked_at_ns, 1_000_000_000)
+        handle = self._wait(self.answer_client.send_goal_async(goal), 30)
+        if not handle.accepted:
+            return None
+        return self._wait(handle.get_result_async(), 120).result
+
+    def query(self, text: str, as_of_ns: int = 0, max_results: int = 10, mode: str = "") -> Any:
+        assert self.query_client.wait_for_service(timeout_sec=30)
+        req = QueryMemory.Request(text=text, max_results=max_results, mode=mode)
+        req.as_of.sec, req.as_of.nanosec = divmod(as_of_ns, 1_000_000_000)
+        return self._wait(self.query_client.call_async(req), 30)
+
+    def trigger(self, service: str, timeout_s: float = 120) -> dict[str, Any]:
+        client = self.node.create_client(Trigger, service)
+        assert client.wait_for_service(timeout_sec=30), service
+        resp = self._wait(client.call_async(Trigger.Request()), timeout_s)
+        return json.loads(resp.message) if resp.message.startswith("{") else {"message": resp.message}
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)

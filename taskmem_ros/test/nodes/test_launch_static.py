@@ -1,0 +1,83 @@
+"""launch/launch_ros are not installable here, so the launch file is checked statically:
+it parses, and every executable, parameter and argument it names exists."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from taskmem_ros.config import CONFIG_KEYS, read_params_file
+
+PKG = Path(__file__).resolve().parents[2]
+LAUNCH = PKG / "launch" / "robot.launch.py"
+
+
+def _console_scripts() -> set[str]:
+    tree = ast.parse((PKG / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if isinstance(k, ast.Constant) and k.value == "console_scripts":
+                    return {ast.literal_eval(e).split("=")[0].strip() for e in v.elts}  # type: ignore[attr-defined]
+    raise AssertionError("setup.py has no console_scripts")
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)
+    ]
+
+
+def _kw(call: ast.Call, key: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == key), None)
+
+
+def test_launch_file_parses_and_defines_entry_point() -> None:
+    tree = ast.parse(LAUNCH.read_text())
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+
+
+def test_executables_exist_in_setup() -> None:
+    tree = ast.parse(LAUNCH.read_text())
+    nodes = _calls(tree, "LifecycleNode")
+    assert {ast.literal_eval(_kw(n, "name")) for n in nodes} == {"memorizer", "task_server"}  # type: ignore[arg-type]
+    scripts = _console_scripts()
+    for n in nodes:
+        assert ast.literal_eval(_kw(n, "package")) == "taskmem_ros"  # type: ignore[arg-type]
+        assert ast.literal_eval(_kw(n, "executable")) in scripts  # type: ignore[arg-type]
+
+
+def test_launch_arguments_are_declared_and_used() -> None:
+    tree = ast.parse(LAUNCH.read_text())
+    declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration")}
+    assert {"namespace", "use_sim_time", "params_file", "image_topic", "audio_topic"} <= declared
+    assert used == declared
+
+
+@pytest.mark.ros
+def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
+    from taskmem_ros.nodes.memorizer_node import NODE_PARAMS as MEM
+    from taskmem_ros.nodes.task_node import NODE_PARAMS as TASK
+
+    known = {"memorizer": set(MEM) | CONFIG_KEYS, "task_server": set(TASK) | CONFIG_KEYS}
+    for node, valid in known.items():
+        names = set(read_params_file(PKG / "config" / "robot.yaml", node))
+        assert names <= valid, f"{node}: unknown parameters {names - valid}"
+    tree = ast.parse(LAUNCH.read_text())
+    for call in _calls(tree, "LifecycleNode"):
+        node = ast.literal_eval(_kw(call, "name"))  # type: ignore[arg-type]
+        params = _kw(call, "parameters")
+        assert isinstance(params, ast.List)
+        for item in ast.walk(params):
+            if isinstance(item, ast.Dict):
+                for k in item.keys:
+                    assert ast.literal_eval(k) in known[node] | {"use_sim_time"}  # type: ignore[arg-type]
+    for var in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+        for assign in (a for a in ast.walk(var) if isinstance(a, ast.Assign) and isinstance(a.value, ast.Dict)):
+            for k in assign.value.keys:  # type: ignore[attr-defined]
+                assert ast.literal_eval(k) in CONFIG_KEYS | {"use_sim_time"}
