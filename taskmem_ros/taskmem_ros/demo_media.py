@@ -50,7 +50,7 @@ DEMO_SPEECH: tuple[tuple[float, str], ...] = (
     (18.0, "The package is in the garage."),
     (33.0, "The spare battery is in the blue cabinet."),
     (48.0, "The meeting is on Friday."),
-    (63.0, "My phone is in the car."),
+    (63.0, "The cat is sleeping on the sofa."),
 )
 
 # (start_s, end_s, text) signs burnt into the video for OCR.
@@ -66,7 +66,7 @@ DEMO_QA: tuple[tuple[str, str], ...] = (
     ("Where is the package?", "garage"),
     ("Where is the spare battery?", "cabinet"),
     ("When is the meeting?", "friday"),
-    ("Where is my phone?", "car"),
+    ("Where is the cat sleeping?", "sofa"),
     ("Which dock number was shown on the sign?", "7"),
     ("What did the warning sign say?", "wet floor"),
     ("Which exit was signposted?", "b2"),

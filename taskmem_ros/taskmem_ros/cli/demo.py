@@ -32,13 +32,17 @@ DEMO_CHOICE_QUESTIONS: tuple[tuple[str, list[str], int], ...] = (
 )
 
 
-def _params_file(out: Path, db: Path, package_config: Path) -> Path:
-    """The robot config with the demo's store and a reliable sensor QoS (bag evaluation)."""
+def _params_file(out: Path, db: Path, package_config: Path, summary: Any) -> Path:
+    """The robot config with the demo's store, the bag's topics and a reliable sensor QoS."""
     params = yaml.safe_load(package_config.read_text())
     params["/**"]["ros__parameters"]["store"]["url"] = f"sqlite:///{db}"
     params["/**"]["ros__parameters"]["stream"] = "demo"
     mem = params["memorizer"]["ros__parameters"]
     mem["sensor_qos"] = "reliable"
+    compressed = summary.image_msgtype.endswith("CompressedImage")
+    mem["image_topic"] = "" if compressed else summary.image_topic
+    mem["compressed_image_topic"] = summary.image_topic if compressed else ""
+    mem["audio_topic"] = summary.audio_topic or ""
     mem["ingest"] = {"max_pending_clips": 1000, "drop_policy": "drop_newest"}  # keep every clip: offline demo
     path = out / "demo_params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for start, end, text in media.overlays:
         print(f"   sign   @ {start:5.1f}s  {text!r}")
 
-    params = _params_file(out, db, _package_config())
+    params = _params_file(out, db, _package_config(), summary)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     print("== 2/5 starting taskmem-bringup (memorizer + task_server lifecycle nodes)")
     bringup = subprocess.Popen(
