@@ -23,7 +23,7 @@ def _check(cond: bool, name: str, value: Any, valid: str) -> None:
         raise ConfigError(f"{name}={value!r} is invalid; expected {valid}")
 
 
-def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
+def _one_of(name: str, value: Any, options: tuple[Any, ...]) -> None:
     _check(value in options, name, value, "one of " + ", ".join(repr(o) for o in options))
 
 
@@ -254,9 +254,11 @@ def read_params_file(path: str | Path, node: str) -> dict[str, Any]:
     sections = [k for k in ("/**", node, f"/{node}") if isinstance(raw.get(k), dict) and "ros__parameters" in raw[k]]
     if not sections and any(isinstance(v, dict) and "ros__parameters" in v for v in raw.values()):
         return {}
+    if not sections:
+        return _flatten(raw)
     merged: dict[str, Any] = {}
-    for key in sections or [None]:
-        merged.update(_flatten(raw[key]["ros__parameters"] if key else raw))
+    for key in sections:
+        merged.update(_flatten(raw[key]["ros__parameters"]))
     return merged
 
 

@@ -82,10 +82,7 @@ class Memorizer:
         for clip in clips:
             if len(self._pending) >= limit and self._worker is not None:
                 self.stats["clips_dropped_backlog"] += 1
-                if self.cfg.ingest.drop_policy == "drop_oldest":
-                    dropped = self._pending.popleft()
-                else:
-                    dropped = clip
+                dropped = self._pending.popleft() if self.cfg.ingest.drop_policy == "drop_oldest" else clip
                 log.warning(
                     "policy is behind real time: dropping clip %d of %s (%s)",
                     dropped.index,

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   bag: {summary.bag_path}  ({summary.duration_s:.1f} s of stream)")
     for s in media.speech:
         print(f"   speech @ {s.start_s:5.1f}s  {s.text!r}")
-    for start, end, text in media.overlays:
+    for start, _end, text in media.overlays:
         print(f"   sign   @ {start:5.1f}s  {text!r}")
 
     params = _params_file(out, db, _package_config(), summary)
@@ -143,13 +143,13 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
     import rclpy
     from rclpy.action import ActionClient
 
-    from taskmem_interfaces.action import AnswerTask
-    from taskmem_interfaces.srv import QueryMemory
+    from taskmem_interfaces.action import AnswerTask  # type: ignore[attr-defined]
+    from taskmem_interfaces.srv import QueryMemory  # type: ignore[attr-defined]
 
     rclpy.init()
     node = rclpy.create_node("taskmem_demo_client")
-    client = ActionClient(node, AnswerTask, "answer_task")
-    query = node.create_client(QueryMemory, "query_memory")
+    client: Any = ActionClient(node, AnswerTask, "answer_task")
+    query: Any = node.create_client(QueryMemory, "query_memory")
     if not client.wait_for_server(timeout_sec=30) or not query.wait_for_service(timeout_sec=30):
         raise SystemExit("task_server is not reachable")
     rows: list[dict[str, Any]] = []
@@ -163,10 +163,11 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
             raise SystemExit(f"task rejected: {question!r}")
         res_fut = handle.get_result_async()
         rclpy.spin_until_future_complete(node, res_fut, timeout_sec=120)
-        return res_fut.result().result
+        done: Any = res_fut.result()
+        return done.result
 
     try:
-        items = [(q, [], kw, None) for q, kw in open_questions]
+        items: list[tuple[str, list[str], str, int | None]] = [(q, [], kw, None) for q, kw in open_questions]
         items += [(q, c, c[i].lower(), i) for q, c, i in DEMO_CHOICE_QUESTIONS]
         for question, choices, expect, expect_idx in items:
             r = ask(question, list(choices))
@@ -195,7 +196,7 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
         req = QueryMemory.Request(text="", max_results=500)
         fut = query.call_async(req)
         rclpy.spin_until_future_complete(node, fut, timeout_sec=30)
-        timeline = fut.result()
+        timeline: Any = fut.result()
         print("\n== 5/5 memory timeline (QueryMemory, oldest first)")
         entries = sorted(timeline.entries, key=lambda e: (e.clip_start.sec, e.clip_start.nanosec, e.id))
         for e in entries:

@@ -8,6 +8,7 @@ both nodes through configure -> activate itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -45,10 +46,8 @@ class Bringup:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
+        with contextlib.suppress(ExternalShutdownException):
             self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def shutdown(self) -> None:
         """Deactivate (drains the memorizer backlog into the store), clean up, stop."""

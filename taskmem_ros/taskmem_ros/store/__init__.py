@@ -1,7 +1,7 @@
 """Episodic memory store: SQLite (WAL) + FTS5 + sqlite-vec, behind one small API.
 
 ``EpisodicStore(cfg)`` keeps memory entries with their observation windows, float32
-embeddings, a bm25 full-text index and 384-bit LSH codes; ``search`` fuses full-text and
+embeddings, a bm25 full-text index and 512-bit LSH codes; ``search`` fuses full-text and
 vector candidates under as-of / time-window / stream filters. Schema changes go through
 Alembic (``store/migrations``), run automatically by ``open()``.
 

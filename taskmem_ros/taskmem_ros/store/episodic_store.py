@@ -32,7 +32,7 @@ from taskmem_ros.store.errors import StoreError, StoreReadOnlyError, classify
 from taskmem_ros.store.models import Adapter, Clip, Embedding, MemoryEntry, StoreMeta, Stream, Task
 from taskmem_ros.store.search import Searcher, fetch_vectors
 from taskmem_ros.store.tasks import TaskLogMixin
-from taskmem_ros.store.vector_index import Filter, lsh_codes
+from taskmem_ros.store.vector_index import LSH_BITS, LSH_SEED, VEC0_DDL, Filter, lsh_codes
 from taskmem_ros.types import MEMORY_KINDS, MemoryDraft, MemoryRecord, ScoredMemory
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class EpisodicStore(TaskLogMixin):
             command.upgrade(acfg, "head")
 
     def _check_meta(self) -> None:
+        """Refuse to search a database with vectors from another embedder."""
         emb = self.embedder
         want = {"embedder": emb.model_id, "embedding_dim": str(emb.dim)}
         with self._tx("store metadata", write=True) as conn:
@@ -213,20 +214,32 @@ class EpisodicStore(TaskLogMixin):
                     )
 
     def _ensure_vec_table(self) -> None:
-        """Create/back-fill vec_entries if the DB was written while sqlite-vec was unavailable."""
+        """Make vec_entries match the current LSH scheme and hold a code for every vector.
+
+        Codes are derived data (the float vectors are authoritative), so a table written
+        while sqlite-vec was unavailable is back-filled, and one written with other
+        hyperplanes/bit count is rebuilt, instead of failing.
+        """
         se = self._require()
+        if not se.has_vec:
+            self._vec_table = False
+            return
+        scheme = f"hyperplane-{LSH_BITS}-{LSH_SEED:x}"
         with self._tx("vector table check", write=True) as conn:
-            exists = conn.exec_driver_sql(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='vec_entries'"
-            ).first()
-            if not se.has_vec:
-                self._vec_table = False
-                return
-            if exists is None:  # same DDL as migration 0001
-                conn.exec_driver_sql(
-                    "CREATE VIRTUAL TABLE vec_entries USING vec0("
-                    "stream_id integer partition key, start_ns integer, end_ns integer, code bit[384])"
-                )
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type='table' AND name='vec_entries'"
+            ).scalar()
+            stored = conn.execute(select(_M.c.value).where(_M.c.key == "lsh")).scalar()
+            if ddl is not None and (f"bit[{LSH_BITS}]" not in ddl or (stored is not None and stored != scheme)):
+                log.warning("rebuilding vec_entries for LSH scheme %s (was %s)", scheme, stored)
+                conn.exec_driver_sql("DROP TABLE vec_entries")
+                ddl = None
+            if ddl is None:
+                conn.exec_driver_sql(VEC0_DDL)
+            if stored is None:
+                conn.execute(insert(_M).values(key="lsh", value=scheme))
+            elif stored != scheme:
+                conn.execute(update(_M).where(_M.c.key == "lsh").values(value=scheme))
             n_vec = conn.exec_driver_sql("SELECT count(*) FROM vec_entries_rowids").scalar() or 0
             n_emb = conn.execute(select(func.count()).select_from(_V)).scalar() or 0
             if n_vec != n_emb:

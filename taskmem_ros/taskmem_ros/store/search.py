@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import lexical
 from taskmem_ros.store.models import Embedding
-from taskmem_ros.store.vector_index import BinaryIndex, Filter, lsh_codes
+from taskmem_ros.store.vector_index import LSH_BYTES, BinaryIndex, Filter, lsh_codes
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,14 @@ class Searcher:
         meta = np.array(meta_rows, dtype=np.int64).reshape(-1, 4)
         del meta_rows
         code_rows = raw_rows(conn, "SELECT rowid, code FROM vec_entries")
-        codes = np.zeros((len(meta), 48), np.uint8)
+        codes = np.zeros((len(meta), LSH_BYTES), np.uint8)
         has = np.zeros(len(meta), bool)
         if code_rows:
             cids = np.fromiter((r[0] for r in code_rows), np.int64, len(code_rows))
             blob = np.frombuffer(b"".join(r[1] for r in code_rows), np.uint8).reshape(len(code_rows), -1)
             pos = np.searchsorted(meta[:, 0], cids)
             ok = (pos < len(meta)) & (meta[np.minimum(pos, len(meta) - 1), 0] == cids)
-            codes[pos[ok]] = blob[ok, :48]
+            codes[pos[ok]] = blob[ok, :LSH_BYTES]
             has[pos[ok]] = True
         self.index.append(meta[:, 0], meta[:, 1], meta[:, 2], meta[:, 3], codes, has)
         log.info("vector index loaded: %d entries in %.1f s", len(meta), time.perf_counter() - t0)

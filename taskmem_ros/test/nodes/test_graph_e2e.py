@@ -54,7 +54,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, ob
 
 
 def test_replay_memorizes_every_clip(replayed: tuple) -> None:
-    bringup, client, _db, summary, _out = replayed
+    _bringup, client, _db, _summary, _out = replayed
     stats = client.trigger("/memorizer/get_stats")
     assert stats["clips_memorized"] == 3  # 25 s of stream in 10 s clips (last one partial)
     assert stats["frames_rejected"] == 0 and stats["audio_rejected"] == 0

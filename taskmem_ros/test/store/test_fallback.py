@@ -13,6 +13,7 @@ from pathlib import Path
 import taskmem_ros
 from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore
+from taskmem_ros.types import MemoryDraft
 
 NO_PYSQLITE3 = textwrap.dedent(
     """
@@ -68,3 +69,22 @@ def test_rows_written_without_extension_are_back_filled(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("SELECT count(*) FROM vec_entries_rowids").scalar() == 3
         assert [h.record.text for h in s.search("watered plants", mode="vector", limit=1)] == [TEXTS[2]]
         assert s.integrity_check() == "ok"
+
+
+def test_codes_from_an_older_lsh_scheme_are_rebuilt(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with EpisodicStore(StoreConfig(url=url, embedder="hash")) as s:
+        s.add_entries("robot", [MemoryDraft(t, end_ns=1) for t in TEXTS])
+        with s.engine.begin() as conn:  # what a 384-bit build left behind
+            conn.exec_driver_sql("DROP TABLE vec_entries")
+            conn.exec_driver_sql(
+                "CREATE VIRTUAL TABLE vec_entries USING vec0("
+                "stream_id integer partition key, start_ns integer, end_ns integer, code bit[384])"
+            )
+            conn.exec_driver_sql("UPDATE store_meta SET value = 'hyperplane-384-0' WHERE key = 'lsh'")
+    with EpisodicStore(StoreConfig(url=url, embedder="hash", vector_search="vec0")) as s:
+        with s.engine.connect() as conn:
+            assert "bit[512]" in conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name='vec_entries'").scalar()
+            assert conn.exec_driver_sql("SELECT count(*) FROM vec_entries_rowids").scalar() == 3
+        assert [h.record.text for h in s.search("red mug shelf", mode="vector", limit=1)] == [TEXTS[0]]
+        s.add_entries("robot", [MemoryDraft("a new memory after the rebuild", end_ns=2)])

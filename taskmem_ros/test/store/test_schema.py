@@ -25,7 +25,7 @@ def test_migration_creates_orm_schema_and_virtual_tables(store: EpisodicStore) -
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
         sql = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'trigger')").all())
         assert "fts5" in sql["memory_fts"] and "content='memory_entries'" in sql["memory_fts"]
-        assert "vec0" in sql["vec_entries"] and "bit[384]" in sql["vec_entries"]
+        assert "vec0" in sql["vec_entries"] and "bit[512]" in sql["vec_entries"]
         assert {"memory_entries_fts_ai", "memory_entries_fts_ad", "memory_entries_fts_au"} <= set(sql)
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

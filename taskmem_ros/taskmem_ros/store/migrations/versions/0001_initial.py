@@ -33,10 +33,10 @@ FTS_SQL = [
         INSERT INTO memory_fts(rowid, text) VALUES (new.id, new.text); END""",
 ]
 
-# 384-bit LSH codes (see store/vector_index.py) with the filter columns as vec0 metadata,
+# 512-bit LSH codes (see store/vector_index.py) with the filter columns as vec0 metadata,
 # one partition per stream. Written by the store in the same transaction as the entry.
 VEC_SQL = """CREATE VIRTUAL TABLE vec_entries USING vec0(
-    stream_id integer partition key, start_ns integer, end_ns integer, code bit[384])"""
+    stream_id integer partition key, start_ns integer, end_ns integer, code bit[512])"""
 
 
 def _has_vec(bind: sa.Connection) -> bool:
