@@ -9,7 +9,7 @@ demo: setup
 	source scripts/env.sh && taskmem-demo $(DEMO_ARGS)
 
 test: setup
-	source scripts/env.sh && ruff check . && ruff format --check . && mypy && python -m pytest $(PYTEST_ARGS)
+	source scripts/env.sh && ruff check . && ruff format --check . && mypy && TASKMEM_REQUIRE_ROS=1 python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	source scripts/env.sh && ruff check . && ruff format --check . && mypy

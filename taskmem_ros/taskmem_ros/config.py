@@ -77,6 +77,9 @@ class SegmenterConfig:
     asr: str = "pocketsphinx"  # "pocketsphinx" or "none"
     max_lateness_seconds: float = 2.0  # frames older than the open clip by more than this are dropped
     restart_gap_seconds: float = 30.0  # a stamp jump this big either way (bag loop/restart) starts afresh
+    # A clip closes only when every source (camera, microphone) has passed its end; a source this
+    # far behind the newest one counts as silent and stops holding clips open.
+    source_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         _check(self.clip_seconds > 0, "segmenter.clip_seconds", self.clip_seconds, "> 0")
@@ -97,6 +100,12 @@ class SegmenterConfig:
             "segmenter.restart_gap_seconds",
             self.restart_gap_seconds,
             f"> max_lateness_seconds={self.max_lateness_seconds}",
+        )
+        _check(
+            0 <= self.source_timeout_seconds < self.restart_gap_seconds,
+            "segmenter.source_timeout_seconds",
+            self.source_timeout_seconds,
+            f"in [0, restart_gap_seconds={self.restart_gap_seconds})",
         )
 
 

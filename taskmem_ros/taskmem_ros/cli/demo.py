@@ -38,7 +38,7 @@ def _params_file(out: Path, db: Path, package_config: Path, summary: Any) -> Pat
     params["/**"]["ros__parameters"]["store"]["url"] = f"sqlite:///{db}"
     params["/**"]["ros__parameters"]["stream"] = "demo"
     mem = params["memorizer"]["ros__parameters"]
-    mem["sensor_qos"] = "reliable"
+    mem["sensor_qos"] = "replay"
     compressed = summary.image_msgtype.endswith("CompressedImage")
     mem["image_topic"] = "" if compressed else summary.image_topic
     mem["compressed_image_topic"] = summary.image_topic if compressed else ""

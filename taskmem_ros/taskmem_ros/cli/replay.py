@@ -34,6 +34,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="rename a topic")
     p.add_argument("--wait-subscribers", type=float, default=10.0, help="seconds to wait for subscribers")
     p.add_argument("--flush-service", default="/memorizer/flush", help="Trigger called at the end ('' = none)")
+    p.add_argument("--history", type=int, default=200, help="messages kept per topic for late subscribers")
+    p.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for delivery before flushing")
     p.add_argument("--in-process", action="store_true", help="feed the core directly, no ROS graph")
     p.add_argument("--params", help="params file for --in-process (config/robot.yaml)")
     p.add_argument("--db", help="store for --in-process: sqlite:///PATH or PATH")
@@ -124,7 +126,7 @@ def _msg_class(msgtype: str) -> Any:
 
 def replay_on_graph(args: argparse.Namespace, info: Any) -> dict[str, Any]:
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
     from std_srvs.srv import Trigger
 
@@ -133,7 +135,11 @@ def replay_on_graph(args: argparse.Namespace, info: Any) -> dict[str, Any]:
     node = rclpy.create_node("taskmem_replay")
     stats: dict[str, Any] = {"published": 0, "skipped_unknown_type": 0}
     try:
-        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        # Transient-local: a subscriber matched a moment late (slow discovery, a stale
+        # participant of a crashed node counted as "the" subscriber) still receives the start.
+        qos = QoSProfile(
+            depth=args.history, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         pubs: dict[str, Any] = {}
         for topic, msgtype in info.topics.items():
             if args.topics and topic not in args.topics:
@@ -168,6 +174,11 @@ def replay_on_graph(args: argparse.Namespace, info: Any) -> dict[str, Any]:
                 clock_pub.publish(clock)
             pub.publish(bytes(m.rawdata))
             stats["published"] += 1
+        # Published is not delivered: wait until subscribers have every message before the
+        # flush closes the last clip (a reader left by a crashed node never acks: bounded).
+        from rclpy.duration import Duration
+
+        stats["all_acked"] = all(p.wait_for_all_acked(Duration(seconds=args.ack_timeout)) for p in pubs.values())
         if args.flush_service:
             stats["flush"] = _call_trigger(node, Trigger, args.flush_service)
     finally:

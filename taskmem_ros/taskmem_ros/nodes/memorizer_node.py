@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
@@ -36,9 +37,21 @@ NODE_PARAMS: dict[str, Any] = {
     "audio_topic": "audio/audio",  # taskmem_interfaces/AudioChunk; "" disables
     "audio_common_topic": "",  # audio_common_msgs/AudioStamped, when audio_common is installed
     "memory_topic": "memory/entries",
-    "sensor_qos": "sensor_data",  # "sensor_data" (best effort, live robots) or "reliable" (bag evaluation)
+    # "sensor_data": best effort (live robots); "reliable": reliable, volatile (lossless live topics);
+    # "replay": reliable + transient-local, matching taskmem-replay, so evaluation never loses the start
+    "sensor_qos": "sensor_data",
     "flush_timeout_s": 120.0,
+    "flush_quiet_s": 0.5,  # flush waits until sensor input has been quiet this long (in-flight data first)
     "autostart": False,  # configure + activate on start (no lifecycle manager needed)
+}
+
+
+SENSOR_QOS: dict[str, QoSProfile] = {
+    "sensor_data": qos_profile_sensor_data,
+    "reliable": QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE),
+    "replay": QoSProfile(
+        depth=200, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    ),
 }
 
 
@@ -54,6 +67,7 @@ class MemorizerNode(LifecycleNode):
         self._sensor_group = MutuallyExclusiveCallbackGroup()  # keeps per-topic order
         self._service_group = ReentrantCallbackGroup()
         self.rejected: dict[str, int] = {"frames_rejected": 0, "audio_rejected": 0}
+        self._last_input = 0.0
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
@@ -87,11 +101,9 @@ class MemorizerNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._memorizer is not None
-        qos: QoSProfile = qos_profile_sensor_data
-        if self._extra["sensor_qos"] == "reliable":
-            qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        elif self._extra["sensor_qos"] != "sensor_data":
-            self.get_logger().error(f"sensor_qos={self._extra['sensor_qos']!r}; expected 'sensor_data' or 'reliable'")
+        qos = SENSOR_QOS.get(self._extra["sensor_qos"])
+        if qos is None:
+            self.get_logger().error(f"sensor_qos={self._extra['sensor_qos']!r}; expected one of {sorted(SENSOR_QOS)}")
             return TransitionCallbackReturn.FAILURE
         topics = [
             ("image_topic", Image, self._on_image),
@@ -154,6 +166,7 @@ class MemorizerNode(LifecycleNode):
         self._push_frame(compressed_source, msg)
 
     def _push_frame(self, source: Any, msg: Any) -> None:
+        self._last_input = time.monotonic()
         if self._memorizer is None:
             return
         try:
@@ -163,6 +176,7 @@ class MemorizerNode(LifecycleNode):
             self.get_logger().warning(f"dropped image: {exc}", throttle_duration_sec=5.0)
 
     def _on_audio(self, msg: Any) -> None:
+        self._last_input = time.monotonic()
         if self._memorizer is None:
             return
         try:
@@ -184,9 +198,17 @@ class MemorizerNode(LifecycleNode):
         if self._memorizer is None:
             response.success, response.message = False, "not configured"
             return response
+        self._wait_for_quiet_input(float(self._extra["flush_quiet_s"]), float(self._extra["flush_timeout_s"]))
         response.success = self._memorizer.flush(float(self._extra["flush_timeout_s"]))
         response.message = json.dumps(self.stats())
         return response
+
+    def _wait_for_quiet_input(self, quiet_s: float, timeout_s: float) -> None:
+        """Messages acknowledged by DDS may still sit in the subscription queues; let the
+        sensor callbacks drain them so the flush does not cut the stream's tail off."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and time.monotonic() - self._last_input < quiet_s:
+            time.sleep(min(0.05, quiet_s))
 
     def _on_stats(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = True, json.dumps(self.stats())

@@ -30,7 +30,7 @@ class MemorizationPolicy(ABC):
     def memorize(self, clip: Clip, context: PolicyContext | None = None) -> list[MemoryDraft]:
         return self.memorize_batch([clip], [context or PolicyContext()])[0]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most policies hold nothing to free
         """Free models/sessions (called from the lifecycle node's on_cleanup)."""
 
 

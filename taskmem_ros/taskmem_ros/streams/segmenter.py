@@ -2,10 +2,13 @@
 
 Clip k spans ``[origin + k*hop, origin + k*hop + clip)`` with ``hop = clip - overlap``, on the
 stream's own clock, so a replayed bag yields exactly the clips the live run did. A clip is
-emitted once the newest stamp seen (the frontier) passes its end by ``max_lateness_seconds``,
-which lets slightly reordered sensor data still land in the right clip; data for clips already
-emitted is dropped and counted. Only keyframes (``keyframe_fps``, downscaled) and one fixed
-audio buffer per open clip are held, so memory is bounded whatever the input rate.
+emitted once every active source (camera, microphone) has passed its end by
+``max_lateness_seconds``: topics are delivered independently, and under load one can run
+seconds ahead of the other, so a single frontier would close clips before the slower source's
+data arrives. A source more than ``source_timeout_seconds`` behind the newest counts as silent
+(a dead microphone must not stall memory). Data for clips already emitted is dropped and
+counted. Only keyframes (``keyframe_fps``, downscaled) and one fixed audio buffer per open
+clip are held, so memory is bounded whatever the input rate.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ClipSegmenter:
         self._hop_ns = self._clip_ns - round(cfg.overlap_seconds * NS_PER_S)
         self._late_ns = round(cfg.max_lateness_seconds * NS_PER_S)
         self._restart_ns = round(cfg.restart_gap_seconds * NS_PER_S)
+        self._source_timeout_ns = round(cfg.source_timeout_seconds * NS_PER_S)
         self._kf_ns = max(1, round(NS_PER_S / cfg.keyframe_fps))
         self._audio_len = round(cfg.clip_seconds * cfg.audio_rate)
         self._ready: list[Clip] = []
@@ -70,7 +74,8 @@ class ClipSegmenter:
 
     def _reset(self) -> None:
         self._origin: int | None = None
-        self._frontier: int | None = None
+        self._frontier: int | None = None  # newest stamp of any source
+        self._source_frontier: dict[str, int] = {}
         self._closed_upto = -1  # highest clip grid index already emitted (or skipped)
         self._open: dict[int, _OpenClip] = {}
         self._filled_slots: set[int] = set()
@@ -122,7 +127,7 @@ class ClipSegmenter:
                     self._clip(k).keyframes[slot] = kf
                 self.stats["keyframes_kept"] += 1
                 kept = True
-        self._advance(stamp_ns)
+        self._advance(stamp_ns, "video")
         return kept
 
     def push_audio(self, block: AudioBlock) -> None:
@@ -145,14 +150,14 @@ class ClipSegmenter:
         assert self._origin is not None
         if t0 + len(samples) * NS_PER_S // rate <= self._open_start_ns():
             self._drop_audio("audio_dropped_late")
-            self._advance(t0)
+            self._advance(t0, "audio")
             return
         chunk = max(1, self._hop_ns * rate // NS_PER_S)  # bound open clips even for huge blocks
         for i in range(0, len(samples), chunk):
             part = samples[i : i + chunk]
             t = t0 + i * NS_PER_S // rate
             self._write_audio(t, part)
-            self._advance(t + len(part) * NS_PER_S // rate)
+            self._advance(t + len(part) * NS_PER_S // rate, "audio")
 
     # -- output ------------------------------------------------------------------------
     def pop_ready(self) -> list[Clip]:
@@ -221,11 +226,14 @@ class ClipSegmenter:
             if n > 0:
                 clip.audio[dst_lo : dst_lo + n] = part[src_lo : src_lo + n]
 
-    def _advance(self, t_end: int) -> None:
+    def _advance(self, t_end: int, source: str) -> None:
         if self._frontier is None or t_end > self._frontier:
             self._frontier = t_end
+        if t_end > self._source_frontier.get(source, t_end - 1):
+            self._source_frontier[source] = t_end
         assert self._origin is not None
-        watermark = self._frontier - self._late_ns
+        active = [f for f in self._source_frontier.values() if f >= self._frontier - self._source_timeout_ns]
+        watermark = min(active) - self._late_ns
         closed = floor((watermark - self._origin - self._clip_ns) / self._hop_ns)
         if closed <= self._closed_upto:
             return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ def test_malformed_sensor_messages_are_counted_not_fatal(tmp_path: Path) -> None
     from taskmem_interfaces.msg import AudioChunk
     from taskmem_ros.nodes.bringup import Bringup
 
-    params = write_params(tmp_path, tmp_path / "m.db")
+    params = write_params(tmp_path, tmp_path / "m.db", sensor_qos="reliable")  # volatile test publishers
     bringup = Bringup(["--ros-args", "--params-file", str(params)])
     bringup.activate()
     bringup.spin_in_background()
@@ -101,7 +100,9 @@ def test_corrupt_jpeg_on_compressed_topic(tmp_path: Path) -> None:
 
     from taskmem_ros.nodes.bringup import Bringup
 
-    params = write_params(tmp_path, tmp_path / "c.db", image_topic="", compressed_image_topic="cam/compressed")
+    params = write_params(
+        tmp_path, tmp_path / "c.db", image_topic="", compressed_image_topic="cam/compressed", sensor_qos="reliable"
+    )
     bringup = Bringup(["--ros-args", "--params-file", str(params)])
     bringup.activate()
     bringup.spin_in_background()
@@ -168,11 +169,12 @@ def test_sigkill_mid_stream_loses_no_committed_memory(tmp_path: Path, small_bag:
             proc.kill()
         log.close()
     assert proc.returncode == -signal.SIGKILL
-    con = sqlite3.connect(db)
-    try:
-        stored = {row[0] for row in con.execute("SELECT id FROM memory_entries")}
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        con.close()
+    from taskmem_ros.config import StoreConfig
+    from taskmem_ros.store import EpisodicStore
+
+    # Read through the store: one SQLite library per process (two copies break WAL locking).
+    with EpisodicStore(StoreConfig(url=f"sqlite:///{db}")) as store:
+        assert store.integrity_check() == "ok"
+        stored = {r.id for r in store.timeline()}
     assert reported, "nothing was reported before the kill"
     assert reported <= stored, f"lost committed entries: {sorted(reported - stored)}"

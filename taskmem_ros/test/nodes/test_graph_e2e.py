@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +23,7 @@ NS = 1_000_000_000
 def write_params(tmp_path: Path, db: Path, **memorizer: object) -> Path:
     params = yaml.safe_load((PKG / "config" / "robot.yaml").read_text())
     params["/**"]["ros__parameters"]["store"]["url"] = f"sqlite:///{db}"
-    params["memorizer"]["ros__parameters"].update({"sensor_qos": "reliable", **memorizer})
+    params["memorizer"]["ros__parameters"].update({"sensor_qos": "replay", **memorizer})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -30,33 +34,53 @@ def replay(bag: Path, rate: float = 5.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
+@contextlib.contextmanager
+def bringup_process(params: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`taskmem-bringup` as its own process, as deployed; stopped with SIGINT (drains)."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taskmem_ros.nodes.bringup", "--params", str(params)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "active" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "bringup did not become active"
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, object]) -> Iterator[tuple]:
     """One bring-up with the small bag replayed into it, shared by the tests of this module."""
     from graph_client import GraphClient
 
-    from taskmem_ros.nodes.bringup import Bringup
-
     tmp = tmp_path_factory.mktemp("graph")
     db = tmp / "memory.db"
     params = write_params(tmp, db, ingest={"max_pending_clips": 100, "drop_policy": "drop_newest"})
-    bringup = Bringup(["--ros-args", "--params-file", str(params), "-p", "use_sim_time:=true"])
-    bringup.activate()
-    bringup.spin_in_background()
-    client = GraphClient()
-    try:
-        done = replay(small_bag[0])
-        assert done.returncode == 0, done.stderr
-        yield bringup, client, db, small_bag[1], done.stdout
-    finally:
-        client.close()
-        bringup.shutdown()
+    with bringup_process(params, tmp / "bringup.log") as proc:
+        client = GraphClient()
+        try:
+            done = replay(small_bag[0])
+            assert done.returncode == 0, done.stderr
+            yield proc, client, db, small_bag[1], done.stdout
+        finally:
+            client.close()
 
 
 def test_replay_memorizes_every_clip(replayed: tuple) -> None:
-    _bringup, client, _db, _summary, _out = replayed
+    _bringup, client, _db, _summary, out = replayed
     stats = client.trigger("/memorizer/get_stats")
-    assert stats["clips_memorized"] == 3  # 25 s of stream in 10 s clips (last one partial)
+    assert stats["clips_memorized"] == 3, (stats, out)  # 25 s of stream in 10 s clips (last one partial)
     assert stats["frames_rejected"] == 0 and stats["audio_rejected"] == 0
     assert stats["entries_committed"] >= 3
     assert len(client.entry_ids()) == stats["entries_committed"]  # every commit was published
@@ -65,7 +89,7 @@ def test_replay_memorizes_every_clip(replayed: tuple) -> None:
 def test_answer_task_open_question_with_evidence(replayed: tuple) -> None:
     _b, client, db, _summary, _out = replayed
     result = client.answer("Where is the spare battery?")
-    assert not result.abstained
+    assert not result.abstained, [e.text for e in client.query("", max_results=100).entries]
     assert "cabinet" in result.answer.lower()
     assert result.evidence_ids and set(result.evidence_ids) <= set(client.entry_ids())
     assert result.task_id > 0

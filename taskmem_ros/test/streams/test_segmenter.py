@@ -111,12 +111,32 @@ def test_audio_gaps_are_zero_filled():
     seg.push_audio(AudioBlock(T0, np.full(32000, 0.5, np.float32), 16000))  # 0-2 s
     seg.push_audio(AudioBlock(T0 + 5 * S, np.full(32000, -0.5, np.float32), 16000))  # 5-7 s
     seg.push_frame(frame(T0 + 13 * S))
+    assert seg.pop_ready() == []  # the microphone is only 6 s behind: clip 0 waits for it
+    seg.push_frame(frame(T0 + 18 * S))  # now 11 s behind (> source_timeout 10 s): counted as silent
     (clip,) = seg.pop_ready()
     assert clip.audio is not None and clip.audio.size == 160000 and not clip.keyframes
     assert np.all(clip.audio[:32000] == 0.5)
     assert np.all(clip.audio[32000 : 5 * 16000] == 0.0)
     assert np.all(clip.audio[5 * 16000 : 7 * 16000] == -0.5)
     assert np.all(clip.audio[7 * 16000 :] == 0.0)
+
+
+def test_sources_delivered_with_skew_lose_nothing():
+    """Topics arrive independently: video running 6 s of stream ahead of audio (a loaded
+    machine replaying at 5x) must not close clips under the audio, nor drop it as late."""
+    seg = ClipSegmenter(cfg(), "s")
+    lag = 60  # audio blocks (0.1 s each) arrive 6 s of stream after the frames of the same time
+    clips: list[Clip] = []
+    for i in range(250 + lag):  # 25 s at 10 fps
+        if i < 250:
+            seg.push_frame(frame(T0 + i * S // 10))
+        if 0 <= i - lag < 250:
+            seg.push_audio(AudioBlock(T0 + (i - lag) * S // 10, np.full(1600, 0.25, np.float32), 16000))
+        clips += seg.pop_ready()
+    clips += seg.flush()
+    assert seg.stats["audio_dropped"] == 0
+    assert [c.start_ns - T0 for c in clips] == [0, 10 * S, 20 * S]
+    assert all(np.all(c.audio == 0.25) for c in clips)  # every clip's audio complete, no zero gaps
 
 
 def test_audio_at_another_rate_is_resampled():
