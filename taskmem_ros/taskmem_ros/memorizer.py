@@ -26,6 +26,14 @@ from taskmem_ros.types import AudioBlock, Clip, MemoryRecord, PolicyContext, Vid
 log = logging.getLogger(__name__)
 
 CommittedCallback = Callable[[list[MemoryRecord]], None]
+STAT_KEYS = (
+    "clips_queued",
+    "clips_dropped_backlog",
+    "clips_failed",
+    "clips_memorized",
+    "entries_committed",
+    "store_errors",
+)
 
 
 class Memorizer:
@@ -45,7 +53,7 @@ class Memorizer:
         self.on_committed = on_committed
         self.speech = speech if speech is not None else SpeechPipeline(cfg.segmenter)
         self.batch_size = max(1, batch_size)
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
         self.focus_hints: list[str] = []
         self._segmenter = ClipSegmenter(cfg.segmenter, cfg.stream)
         self._pending: deque[Clip] = deque()
@@ -201,7 +209,6 @@ class Memorizer:
 
     def all_stats(self) -> dict[str, int]:
         with self._cv:
-            merged = Counter(self._segmenter.stats)
-            merged.update(self.stats)
+            merged = {**self._segmenter.stats, **self.speech.stats, **self.stats}
             merged["clips_pending"] = len(self._pending)
         return dict(merged)
