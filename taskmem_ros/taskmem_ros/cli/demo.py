@@ -155,7 +155,7 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def ask(question: str, choices: list[str]) -> Any:
-        goal = AnswerTask.Goal(question=question, choices=choices, log_task=True)
+        goal = AnswerTask.Goal(question=question, choices=choices, is_eval=False)
         fut = client.send_goal_async(goal)
         rclpy.spin_until_future_complete(node, fut, timeout_sec=60)
         handle = fut.result()

@@ -163,20 +163,22 @@ class TaskNode(LifecycleNode):
         result.evidence = [record_to_msg(r) for r in evidence]
         result.confidence = float(answer.confidence)
         result.latency_s = float(time.perf_counter() - t0)
-        if req.log_task:
-            try:
-                result.task_id = store.log_task(
-                    question=req.question,
-                    asked_at_ns=asked_at,
-                    choices=choices,
-                    answer=answer.text,
-                    abstained=answer.abstained,
-                    evidence_ids=answer.evidence_ids,
-                    latency_s=result.latency_s,
-                    stream=self._cfg.stream,
-                )
-            except StoreError as exc:
-                self.get_logger().error(f"could not log task: {exc}")
+        try:  # every task is logged: Phase Two learns from them; evaluation ones are flagged
+            result.task_id = store.log_task(
+                question=req.question,
+                asked_at_ns=asked_at,
+                choices=choices,
+                answer=answer.text,
+                abstained=answer.abstained,
+                choice_index=answer.choice_index,
+                confidence=answer.confidence,
+                evidence_ids=answer.evidence_ids,
+                latency_s=result.latency_s,
+                stream=self._cfg.stream,
+                is_eval=bool(req.is_eval),
+            )
+        except StoreError as exc:
+            self.get_logger().error(f"could not log task: {exc}")
         goal_handle.succeed()
         return result
 

@@ -52,10 +52,10 @@ class GraphClient:
         return future.result()
 
     def answer(
-        self, question: str, choices: list[str] | None = None, asked_at_ns: int = 0, log_task: bool = True
+        self, question: str, choices: list[str] | None = None, asked_at_ns: int = 0, is_eval: bool = False
     ) -> Any:
         assert self.answer_client.wait_for_server(timeout_sec=30)
-        goal = AnswerTask.Goal(question=question, choices=choices or [], log_task=log_task)
+        goal = AnswerTask.Goal(question=question, choices=choices or [], is_eval=is_eval)
         goal.asked_at.sec, goal.asked_at.nanosec = divmod(asked_at_ns, 1_000_000_000)
         handle = self._wait(self.answer_client.send_goal_async(goal), 30)
         if not handle.accepted:

@@ -93,6 +93,22 @@ def test_malformed_sensor_messages_are_counted_not_fatal(tmp_path: Path) -> None
         bringup.shutdown()
 
 
+@pytest.mark.parametrize("url", ["sqlite:////proc/taskmem/memory.db", "sqlite:///{tmp}/not_a_dir/memory.db"])
+def test_unusable_database_path_fails_configure_clearly(tmp_path: Path, url: str) -> None:
+    from taskmem_ros.nodes.bringup import Bringup
+
+    (tmp_path / "not_a_dir").write_text("a file where a directory should be")
+    params = write_params(tmp_path, tmp_path / "unused.db")
+    text = params.read_text().replace(f"sqlite:///{tmp_path / 'unused.db'}", url.format(tmp=tmp_path))
+    params.write_text(text)
+    bringup = Bringup(["--ros-args", "--params-file", str(params)])
+    try:
+        with pytest.raises(RuntimeError, match="memorizer: configure failed"):
+            bringup.activate()
+    finally:
+        bringup.shutdown()
+
+
 def test_corrupt_jpeg_on_compressed_topic(tmp_path: Path) -> None:
     from graph_client import GraphClient
     from rclpy.qos import QoSProfile, ReliabilityPolicy

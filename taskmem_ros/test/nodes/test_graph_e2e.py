@@ -29,7 +29,7 @@ def write_params(tmp_path: Path, db: Path, **memorizer: object) -> Path:
     return path
 
 
-def replay(bag: Path, rate: float = 5.0) -> subprocess.CompletedProcess[str]:
+def replay(bag: Path, rate: float = 3.0) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "taskmem_ros.cli.replay", str(bag), "--rate", str(rate), "--no-progress"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
@@ -87,9 +87,9 @@ def test_replay_memorizes_every_clip(replayed: tuple) -> None:
 
 
 def test_answer_task_open_question_with_evidence(replayed: tuple) -> None:
-    _b, client, db, _summary, _out = replayed
+    _b, client, db, _summary, out = replayed
     result = client.answer("Where is the spare battery?")
-    assert not result.abstained, [e.text for e in client.query("", max_results=100).entries]
+    assert not result.abstained, ([e.text for e in client.query("", max_results=100).entries], out)
     assert "cabinet" in result.answer.lower()
     assert result.evidence_ids and set(result.evidence_ids) <= set(client.entry_ids())
     assert result.task_id > 0
@@ -98,7 +98,10 @@ def test_answer_task_open_question_with_evidence(replayed: tuple) -> None:
 
     with EpisodicStore(StoreConfig(url=f"sqlite:///{db}")) as store:
         logged = [t for t in store.tasks() if t.id == result.task_id]
-    assert logged and logged[0].question == "Where is the spare battery?"
+        evaluation = store.tasks(is_eval=True)
+    assert logged and logged[0].question == "Where is the spare battery?" and not logged[0].is_eval
+    assert logged[0].evidence_ids == list(result.evidence_ids)
+    assert all(t.id != result.task_id for t in evaluation)  # evaluation questions stay flagged apart
 
 
 def test_answer_task_multiple_choice_from_ocr(replayed: tuple) -> None:
@@ -109,12 +112,12 @@ def test_answer_task_multiple_choice_from_ocr(replayed: tuple) -> None:
 
 
 def test_answers_are_as_of_the_asking_time(replayed: tuple) -> None:
-    _b, client, _db, summary, _out = replayed
+    _b, client, _db, summary, out = replayed
     # Asked one second into the stream nothing was memorized yet: memory-only answering must abstain.
-    early = client.answer("Where are my keys?", asked_at_ns=summary.start_ns + 1 * NS, log_task=False)
+    early = client.answer("Where are my keys?", asked_at_ns=summary.start_ns + 1 * NS, is_eval=True)
     assert early.abstained and not early.evidence_ids
-    late = client.answer("Where are my keys?", log_task=False)
-    assert not late.abstained and "drawer" in late.answer.lower()
+    late = client.answer("Where are my keys?", is_eval=True)
+    assert not late.abstained and "drawer" in late.answer.lower(), (late.answer, out)
     before = client.query("keys kitchen drawer", as_of_ns=summary.start_ns + 5 * NS)
     assert before.success and not any("drawer" in e.text.lower() for e in before.entries)
     after = client.query("keys kitchen drawer")
@@ -129,7 +132,7 @@ def test_hostile_query_strings(replayed: tuple, hostile: str) -> None:
     _b, client, *_ = replayed
     resp = client.query(hostile)
     assert resp.success, resp.message
-    result = client.answer(hostile, log_task=False)
+    result = client.answer(hostile, is_eval=True)
     if hostile.startswith("\x00"):
         assert result is None  # DDS strings end at NUL: arrives empty, rejected as an empty task
     else:
@@ -139,7 +142,7 @@ def test_hostile_query_strings(replayed: tuple, hostile: str) -> None:
 
 def test_oversized_question_is_rejected_not_truncated(replayed: tuple) -> None:
     _b, client, *_ = replayed
-    assert client.answer("where " * 2000, log_task=False) is None
+    assert client.answer("where " * 2000, is_eval=True) is None
 
 
 def test_timeline_and_bad_mode(replayed: tuple) -> None:
