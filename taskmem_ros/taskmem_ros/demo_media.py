@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from taskmem_ros.streams.audio import resample
+
 # name -> (where it ships, how to get it)
 _SAMPLE_SOURCES: dict[str, str] = {
     "vtest.avi": "opencv-doc",
@@ -139,24 +141,8 @@ def video_duration_s(path: str | Path) -> float:
     return float(n / fps)
 
 
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    """Band-limited resampling when scipy is there, linear interpolation otherwise."""
-    if src == dst or len(x) == 0:
-        return x.astype(np.float32)
-    try:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(src, dst)
-        return np.asarray(resample_poly(x, dst // g, src // g), dtype=np.float32)
-    except ImportError:
-        n = round(len(x) * dst / src)
-        return np.interp(np.arange(n) * src / dst, np.arange(len(x)), x).astype(np.float32)
-
-
-def _espeak(text: str, voice: str, rate: int, speed: int) -> np.ndarray:
-    """One utterance as float32 mono in [-1, 1] at ``rate`` Hz."""
+def speak(text: str, *, rate: int = DEMO_RATE, voice: str = "en-us", speed: int = 130) -> np.ndarray:
+    """One espeak-ng utterance as float32 mono in [-1, 1] at ``rate`` Hz (MediaError if unavailable)."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise MediaError(
@@ -178,7 +164,7 @@ def _espeak(text: str, voice: str, rate: int, speed: int) -> np.ndarray:
                 raise MediaError(f"espeak-ng wrote {8 * wf.getsampwidth()}-bit audio; expected 16-bit")
             src_rate, ch = wf.getframerate(), wf.getnchannels()
             pcm = np.frombuffer(wf.readframes(wf.getnframes()), "<i2").reshape(-1, ch).mean(axis=1)
-    return _resample(pcm.astype(np.float32) / 32768.0, src_rate, rate)
+    return resample(pcm.astype(np.float32) / 32768.0, src_rate, rate)
 
 
 def synthesize_speech(
@@ -208,7 +194,7 @@ def synthesize_speech(
             raise MediaError(
                 f"utterance {text!r} at {start_s}s overlaps the previous one (ends {busy_until / rate:.2f}s)"
             )
-        clip = _espeak(text, voice, rate, speed)
+        clip = speak(text, rate=rate, voice=voice, speed=speed)
         end = start + len(clip)
         if start < 0 or end > total:
             raise MediaError(f"utterance {text!r} spans {start_s:.2f}-{end / rate:.2f}s, outside 0-{duration_s:.2f}s")

@@ -16,6 +16,18 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 
 
+@pytest.fixture
+def espeak():  # type: ignore[no-untyped-def]
+    """Real test speech: espeak-ng speaks a sentence -> float32 mono at 16 kHz."""
+    import shutil
+
+    from taskmem_ros.demo_media import speak
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    return lambda text, speed=140: speak(text, speed=speed)
+
+
 def _ros_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("rclpy", "taskmem_interfaces"))
 

@@ -14,10 +14,8 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from taskmem_ros.demo_media import DEMO_QA, build_demo_bag
+    from taskmem_ros.nodes.bringup import bringup_process
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -95,14 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     params = _params_file(out, db, _package_config(), summary)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     print("== 2/5 starting taskmem-bringup (memorizer + task_server lifecycle nodes)")
-    bringup = subprocess.Popen(
-        [sys.executable, "-m", "taskmem_ros.nodes.bringup", "--params", str(params), "--use-sim-time"],
-        env=env,
-        stdout=open(out / "bringup.log", "w"),  # noqa: SIM115 - lives as long as the process
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_for_line(out / "bringup.log", "active", bringup, timeout_s=180)
+    with bringup_process(params, out / "bringup.log", ["--use-sim-time"]):
         print(f"== 3/5 replaying the bag on the ROS graph at {args.rate}x (with /clock)")
         replay = subprocess.run(
             [sys.executable, "-m", "taskmem_ros.cli.replay", str(summary.bag_path), "--rate", str(args.rate)],
@@ -118,25 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   published {stats['published']} messages; memorizer stats: {stats.get('flush')}")
         print("== 4/5 asking questions through the AnswerTask action (memory only)")
         report = _ask_and_list(DEMO_QA, summary.start_ns, out)
-    finally:
-        bringup.send_signal(signal.SIGINT)
-        try:
-            bringup.wait(60)
-        except subprocess.TimeoutExpired:
-            bringup.kill()
     print(f"\nreport: {out / 'demo_report.json'}   database: {db}   logs: {out / 'bringup.log'}")
     return 0 if report["answered"] > 0 else 1
-
-
-def _wait_for_line(log: Path, needle: str, proc: subprocess.Popen[Any], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"taskmem-bringup exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        if log.exists() and needle in log.read_text():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"taskmem-bringup did not become active in {timeout_s}s:\n{log.read_text()[-3000:]}")
 
 
 def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
+import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 
+from taskmem_ros.nodes.lifecycle import shutdown
 from taskmem_ros.nodes.memorizer_node import MemorizerNode
 from taskmem_ros.nodes.task_node import TaskNode
+
+READY_LINE = "taskmem-bringup: memorizer and task_server active"
 
 
 class Bringup:
@@ -52,7 +60,7 @@ class Bringup:
     def shutdown(self) -> None:
         """Deactivate (drains the memorizer backlog into the store), clean up, stop."""
         for node in (self.memorizer, self.task_server):
-            _shutdown_node(node)
+            shutdown(node)
         self.executor.shutdown(timeout_sec=5.0)
         for node in (self.memorizer, self.task_server):
             node.destroy_node()
@@ -61,11 +69,32 @@ class Bringup:
             self._thread.join(5.0)
 
 
-def _shutdown_node(node: LifecycleNode) -> None:
-    try:
-        node.trigger_shutdown()
-    except Exception as exc:  # already finalized or mid-transition
-        node.get_logger().warning(f"shutdown transition: {exc}")
+@contextlib.contextmanager
+def bringup_process(
+    params: str | Path, log: str | Path, extra_args: Sequence[str] = (), timeout_s: float = 180.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`taskmem-bringup` as its own process (as deployed), ready once both nodes are active;
+    stopped with SIGINT so the memorizer drains its backlog into the store."""
+    log = Path(log)
+    cmd = [sys.executable, "-m", "taskmem_ros.nodes.bringup", "--params", str(params), *extra_args]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            deadline = time.monotonic() + timeout_s
+            while READY_LINE not in log.read_text():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"taskmem-bringup exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"taskmem-bringup not active after {timeout_s}s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         bringup.shutdown()
         return 1
     bringup.spin_in_background()
-    print("taskmem-bringup: memorizer and task_server active", flush=True)
+    print(READY_LINE, flush=True)
     stop.wait()
     bringup.shutdown()
     return 0

@@ -11,9 +11,7 @@ import sys
 import time
 from typing import Any
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -23,6 +21,7 @@ from taskmem_interfaces.msg import AudioChunk, MemoryEntry
 from taskmem_ros.config import ConfigError
 from taskmem_ros.memorizer import Memorizer
 from taskmem_ros.nodes.conversions import audio_to_block, record_to_msg
+from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.policy.base import make_policy
 from taskmem_ros.store import EpisodicStore, StoreError
@@ -68,13 +67,7 @@ class MemorizerNode(LifecycleNode):
         self._service_group = ReentrantCallbackGroup()
         self.rejected: dict[str, int] = {"frames_rejected": 0, "audio_rejected": 0}
         self._last_input = 0.0
-        if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
-
-    def _autostart(self) -> None:
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        schedule_autostart(self)
 
     # -- lifecycle ----------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -222,19 +215,7 @@ class MemorizerNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = MemorizerNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.trigger_shutdown() if node._memorizer is not None else None
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run(MemorizerNode, args)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ import sys
 import time
 from typing import Any
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from taskmem_interfaces.action import AnswerTask
@@ -21,6 +19,7 @@ from taskmem_interfaces.srv import QueryMemory
 from taskmem_ros.answer import RetrievalAnswerer
 from taskmem_ros.config import ConfigError
 from taskmem_ros.nodes.conversions import record_to_msg, time_to_ns
+from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.store import EpisodicStore, StoreError
 
@@ -41,13 +40,7 @@ class TaskNode(LifecycleNode):
         self._group = ReentrantCallbackGroup()
         self._service: Any = None
         self._action: ActionServer | None = None
-        if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
-
-    def _autostart(self) -> None:
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        schedule_autostart(self)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -184,18 +177,7 @@ class TaskNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = TaskNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run(TaskNode, args)
 
 
 if __name__ == "__main__":

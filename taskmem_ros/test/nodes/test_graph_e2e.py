@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,31 +30,6 @@ def replay(bag: Path, rate: float = 3.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
-@contextlib.contextmanager
-def bringup_process(params: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`taskmem-bringup` as its own process, as deployed; stopped with SIGINT (drains)."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "taskmem_ros.nodes.bringup", "--params", str(params)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while "active" not in log.read_text():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "bringup did not become active"
-                time.sleep(0.2)
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, object]) -> Iterator[tuple]:
     """One bring-up with the small bag replayed into it, shared by the tests of this module."""
@@ -67,6 +38,8 @@ def replayed(tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, ob
     tmp = tmp_path_factory.mktemp("graph")
     db = tmp / "memory.db"
     params = write_params(tmp, db, ingest={"max_pending_clips": 100, "drop_policy": "drop_newest"})
+    from taskmem_ros.nodes.bringup import bringup_process
+
     with bringup_process(params, tmp / "bringup.log") as proc:
         client = GraphClient()
         try:
