@@ -20,14 +20,14 @@ from std_srvs.srv import Trigger
 from taskmem_interfaces.msg import AudioChunk, MemoryEntry
 from taskmem_ros.config import ConfigError
 from taskmem_ros.memorizer import Memorizer
-from taskmem_ros.nodes.conversions import audio_to_block, record_to_msg
+from taskmem_ros.nodes.conversions import record_to_msg
 from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.policy.base import make_policy
 from taskmem_ros.store import EpisodicStore, StoreError
 from taskmem_ros.streams.audio import AudioDecodeError
 from taskmem_ros.streams.image_codec import ImageDecodeError
-from taskmem_ros.streams.messages import compressed_source, image_source
+from taskmem_ros.streams.messages import audio_to_block, compressed_source, image_source
 from taskmem_ros.types import MemoryRecord
 
 NODE_PARAMS: dict[str, Any] = {

@@ -18,10 +18,11 @@ from taskmem_interfaces.action import AnswerTask
 from taskmem_interfaces.srv import QueryMemory
 from taskmem_ros.answer import RetrievalAnswerer
 from taskmem_ros.config import ConfigError
-from taskmem_ros.nodes.conversions import record_to_msg, time_to_ns
+from taskmem_ros.nodes.conversions import record_to_msg
 from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.store import EpisodicStore, StoreError
+from taskmem_ros.streams.messages import time_to_ns
 
 NODE_PARAMS: dict[str, Any] = {
     "autostart": False,
