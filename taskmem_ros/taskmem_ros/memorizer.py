@@ -61,12 +61,10 @@ class Memorizer:
         self._busy = False
         self._stop = False
         self._worker: threading.Thread | None = None
-        self.latest_stamp_ns = 0
 
     # -- input side (any thread, cheap) -------------------------------------------------
     def push_frame(self, frame: VideoFrame) -> None:
         with self._cv:
-            self.latest_stamp_ns = max(self.latest_stamp_ns, frame.stamp_ns)
             self._segmenter.push_frame(frame)
             self._enqueue(self._segmenter.pop_ready())
 
@@ -74,14 +72,12 @@ class Memorizer:
         """Offer a frame whose pixels are decoded only if it becomes a keyframe (most are not).
         Decode errors propagate to the caller, which counts the drop."""
         with self._cv:
-            self.latest_stamp_ns = max(self.latest_stamp_ns, stamp_ns)
             kept = self._segmenter.push_frame_lazy(stamp_ns, decode, frame_id)
             self._enqueue(self._segmenter.pop_ready())
             return kept
 
     def push_audio(self, block: AudioBlock) -> None:
         with self._cv:
-            self.latest_stamp_ns = max(self.latest_stamp_ns, block.stamp_ns)
             self._segmenter.push_audio(block)
             self._enqueue(self._segmenter.pop_ready())
 

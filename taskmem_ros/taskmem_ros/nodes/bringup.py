@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         extra += ["-p", f"store.url:={url}"]
     if args.use_sim_time:
         extra += ["-p", "use_sim_time:=true"]
-    bringup = Bringup(ros_args + extra if ros_args else extra)
+    bringup = Bringup(ros_args + extra)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

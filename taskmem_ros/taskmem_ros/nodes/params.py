@@ -6,7 +6,7 @@ from typing import Any
 
 from rclpy.node import Node
 
-from taskmem_ros.config import ConfigError, TaskMemConfig, from_flat, to_flat
+from taskmem_ros.config import TaskMemConfig, from_flat, to_flat
 
 
 def declare_config(node: Node, extra: dict[str, Any]) -> None:
@@ -20,11 +20,9 @@ def read_config(node: Node, extra: dict[str, Any]) -> tuple[TaskMemConfig, dict[
     flat = {name: node.get_parameter(name).value for name in to_flat(TaskMemConfig())}
     cfg = from_flat(TaskMemConfig, flat)
     extras = {name: node.get_parameter(name).value for name in extra}
-    unknown = sorted(
-        n
-        for n in node._parameters
-        if n not in flat and n not in extras and n not in ("use_sim_time", "start_type_description_service")
-    )
+    # Overrides (params file, -p) for names the node never declares are silently ignored by
+    # rclpy: say so, since that is how a typo in a YAML key looks.
+    unknown = sorted(n for n in node._parameter_overrides if not node.has_parameter(n))
     if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown} for node {node.get_name()!r}")
+        node.get_logger().warning(f"ignoring unknown parameter(s) {unknown}; valid: see taskmem_ros/config.py")
     return cfg, extras
