@@ -47,7 +47,7 @@ def main() -> int:
         cfg = TaskMemConfig(stream="calibration")
         cfg.store.url = f"sqlite:///{Path(tmp) / 'memory.db'}"
         with EpisodicStore(cfg.store) as store:
-            policy = make_policy(cfg.policy)
+            policy = make_policy(cfg)
             memorizer = Memorizer(cfg, store, policy)
             feed_bag(memorizer, Path(summary.bag_path), cfg.segmenter.audio_rate, progress=False)
             memorizer.flush()

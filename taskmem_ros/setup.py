@@ -30,6 +30,10 @@ EXTRAS = {
         "opencv-contrib-python-headless>=4.8",
     ],
     "media": ["scikit-video>=1.1.11"],
+    # Qwen3-VL policy/answerer: transformers on this machine, or any OpenAI-compatible server.
+    # (Video preprocessing is ours, so no torchvision is needed.)
+    "llm": ["transformers>=5.0,<6", "accelerate>=1.0", "peft>=0.17", "safetensors>=0.4", "openai>=1.40"],
+    "quantization": ["bitsandbytes>=0.45"],  # 4-bit nf4 / 8-bit on CUDA
     "postgres": ["psycopg[binary]>=3.1"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "hypothesis>=6"],
 }
@@ -72,6 +76,8 @@ setup(
             "taskmem-replay = taskmem_ros.cli.replay:main",
             "taskmem-record-video = taskmem_ros.bags.record_video:main",
             "taskmem-demo = taskmem_ros.cli.demo:main",
+            "taskmem-serve = taskmem_ros.llm.server:main",
+            "taskmem-tiny-model = taskmem_ros.llm.tiny:main",
         ],
     },
 )

@@ -1,8 +1,12 @@
 """Robot bringup: memorizer + task server as managed lifecycle nodes.
 
     ros2 launch taskmem_ros robot.launch.py params_file:=/path/robot.yaml image_topic:=/camera/image_raw
+    ros2 launch taskmem_ros robot.launch.py one_process:=true \
+        params_file:=$(ros2 pkg prefix taskmem_ros)/share/taskmem_ros/config/qwen3vl_onboard.yaml
 
 Both nodes are configured and activated by launch events (no separate lifecycle manager).
+``one_process:=true`` runs both in one process (``taskmem-bringup``, self-activating), so a
+Qwen3-VL policy and answerer share one copy of the weights on the GPU.
 """
 
 import os
@@ -12,8 +16,9 @@ import launch.actions
 import launch.events
 import lifecycle_msgs.msg
 from ament_index_python.packages import get_package_share_directory
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 
@@ -48,6 +53,12 @@ def generate_launch_description():
     namespace = LaunchConfiguration("namespace")
     use_sim_time = LaunchConfiguration("use_sim_time")
     params_file = LaunchConfiguration("params_file")
+    one_process = LaunchConfiguration("one_process")
+    topics = {
+        "image_topic": LaunchConfiguration("image_topic"),
+        "compressed_image_topic": LaunchConfiguration("compressed_image_topic"),
+        "audio_topic": LaunchConfiguration("audio_topic"),
+    }
     overrides = {
         "use_sim_time": use_sim_time,
     }
@@ -58,15 +69,8 @@ def generate_launch_description():
         name="memorizer",
         namespace=namespace,
         output="screen",
-        parameters=[
-            params_file,
-            overrides,
-            {
-                "image_topic": LaunchConfiguration("image_topic"),
-                "compressed_image_topic": LaunchConfiguration("compressed_image_topic"),
-                "audio_topic": LaunchConfiguration("audio_topic"),
-            },
-        ],
+        parameters=[params_file, overrides, topics],
+        condition=UnlessCondition(one_process),
     )
     task_server = LifecycleNode(
         package="taskmem_ros",
@@ -75,6 +79,17 @@ def generate_launch_description():
         namespace=namespace,
         output="screen",
         parameters=[params_file, overrides],
+        condition=UnlessCondition(one_process),
+    )
+    # No name: a __node remap would rename both nodes of the process.
+    shared = Node(
+        package="taskmem_ros",
+        executable="taskmem-bringup",
+        namespace=namespace,
+        output="screen",
+        arguments=["--params", params_file],
+        parameters=[overrides, topics],
+        condition=IfCondition(one_process),
     )
     return launch.LaunchDescription(
         [
@@ -90,8 +105,14 @@ def generate_launch_description():
                 "compressed_image_topic", default_value="", description="CompressedImage topic ('' = off)"
             ),
             launch.actions.DeclareLaunchArgument("audio_topic", default_value="audio/audio"),
+            launch.actions.DeclareLaunchArgument(
+                "one_process",
+                default_value="false",
+                description="run both nodes in one process (one copy of a Qwen3-VL model for policy and answerer)",
+            ),
             memorizer,
             task_server,
+            shared,
             *_lifecycle_to_active(memorizer),
             *_lifecycle_to_active(task_server),
         ]

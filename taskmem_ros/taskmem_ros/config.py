@@ -109,22 +109,37 @@ class SegmenterConfig:
         )
 
 
+POLICY_BACKENDS = ("perception", "qwen3vl", "openai")
+ANSWER_BACKENDS = ("retrieval", "qwen3vl", "openai")
+
+
 @dataclass
 class PolicyConfig:
-    """Which memorization policy runs. The Qwen3-VL backends arrive with their own fields."""
+    """Which memorization policy runs: the CPU perception baseline, Qwen3-VL on this machine
+    (``model.*``), or Qwen3-VL behind an OpenAI-compatible server such as vLLM (``endpoint.*``)."""
 
-    backend: str = "perception"  # CPU perception baseline
+    backend: str = "perception"
+    context_size: int = 20  # recent memories handed to the policy as context
+    # -- model policies (qwen3vl, openai) --
+    max_entries: int = 8  # entries kept per clip; extra ones are dropped and counted
+    max_entry_chars: int = 240  # longer entries are cut at a word boundary and counted
+    max_new_tokens: int = 384
+    temperature: float = 0.0  # 0 = greedy (deterministic memory for the same clip)
+    batch_size: int = 4  # clips per generate() call (model backends)
+    context_chars: int = 1500  # budget for recent memories in the prompt (newest kept)
+    max_frames: int = 16  # keyframes per clip shown to the model (evenly subsampled)
+    enable_thinking: bool = False  # Thinking checkpoints: let the model reason; <think> is stripped
+    # -- perception baseline --
     ocr: bool = True
     faces: bool = True
     colors: bool = True
     scene_change_threshold: float = 0.35  # histogram distance that counts as a new scene
-    context_size: int = 20  # recent memories handed to the policy as context
     ocr_min_confidence: float = 0.8  # text lines read with less confidence are ignored
     ocr_max_frames: int = 4  # OCR passes per clip (the costly detector); near-duplicate keyframes share one
     cpu_threads: int = 0  # threads for ONNX models (OCR); 0 = library default (all cores)
 
     def __post_init__(self) -> None:
-        _one_of("policy.backend", self.backend, ("perception",))
+        _one_of("policy.backend", self.backend, POLICY_BACKENDS)
         _check(0.0 <= self.ocr_min_confidence <= 1.0, "policy.ocr_min_confidence", self.ocr_min_confidence, "in [0, 1]")
         _check(self.ocr_max_frames >= 1, "policy.ocr_max_frames", self.ocr_max_frames, ">= 1")
         _check(self.cpu_threads >= 0, "policy.cpu_threads", self.cpu_threads, ">= 0 (0 = library default)")
@@ -135,20 +150,117 @@ class PolicyConfig:
             "in (0, 1]",
         )
         _check(self.context_size >= 0, "policy.context_size", self.context_size, ">= 0")
+        _check(1 <= self.max_entries <= 64, "policy.max_entries", self.max_entries, "in [1, 64]")
+        _check(20 <= self.max_entry_chars <= 4000, "policy.max_entry_chars", self.max_entry_chars, "in [20, 4000]")
+        _check(16 <= self.max_new_tokens <= 32768, "policy.max_new_tokens", self.max_new_tokens, "in [16, 32768]")
+        _check(0.0 <= self.temperature <= 2.0, "policy.temperature", self.temperature, "in [0, 2]")
+        _check(1 <= self.batch_size <= 256, "policy.batch_size", self.batch_size, "in [1, 256]")
+        _check(self.context_chars >= 0, "policy.context_chars", self.context_chars, ">= 0")
+        _check(1 <= self.max_frames <= 256, "policy.max_frames", self.max_frames, "in [1, 256]")
+
+
+MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
+MODEL_QUANTIZATIONS = ("none", "bnb-4bit", "bnb-8bit", "fp8")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
+
+
+@dataclass
+class ModelConfig:
+    """The Qwen3-VL checkpoint loaded with transformers (policy and answerer share one copy)."""
+
+    model_id: str = "Qwen/Qwen3-VL-8B-Instruct"  # hub id or local directory
+    revision: str = ""  # hub revision (branch, tag or commit); "" = default
+    base_model_id: str = ""  # identity adapters must name; "" = model_id (set it when loading from a local copy)
+    dtype: str = "auto"  # auto = bfloat16 on GPUs that have it, float32 on CPU
+    device_map: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    attn_implementation: str = "sdpa"
+    quantization: str = "none"  # bitsandbytes nf4 / int8, or FP8 (Hopper+)
+    max_pixels: int = 320 * 240  # per keyframe, before patching (tokens ~ pixels / 32**2)
+    min_pixels: int = 64 * 64
+    local_files_only: bool = False  # never touch the network (also honoured: HF_HUB_OFFLINE=1)
+    prefix_cache: bool = True  # reuse the system prompt's KV cache across single-clip requests
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model_id.strip()), "model.model_id", self.model_id, "a hub id or a local directory")
+        _one_of("model.dtype", self.dtype, MODEL_DTYPES)
+        _one_of("model.quantization", self.quantization, MODEL_QUANTIZATIONS)
+        _one_of("model.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
+        _check(
+            self.device_map in ("auto", "cpu", "cuda") or self.device_map.startswith("cuda:"),
+            "model.device_map",
+            self.device_map,
+            "'auto', 'cpu', 'cuda' or 'cuda:N'",
+        )
+        _check(self.min_pixels >= 32 * 32, "model.min_pixels", self.min_pixels, ">= 1024")
+        _check(
+            self.max_pixels >= self.min_pixels, "model.max_pixels", self.max_pixels, f">= min_pixels={self.min_pixels}"
+        )
+
+    @property
+    def identity(self) -> str:
+        return self.base_model_id or self.model_id
+
+
+@dataclass
+class EndpointConfig:
+    """An OpenAI-compatible server (vLLM, SGLang, taskmem-serve) serving Qwen3-VL."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen3-VL-30B-A3B-Instruct"  # the served model name
+    api_key_env: str = "OPENAI_API_KEY"  # read from this environment variable; unset = "EMPTY" (vLLM default)
+    timeout_s: float = 120.0
+    max_retries: int = 3  # on connection errors, 408/429/5xx, with exponential backoff
+    max_concurrency: int = 8  # requests in flight per process
+    jpeg_quality: int = 85  # keyframes are sent as JPEG data URLs
+    structured_output: bool = True  # send the entry JSON schema as response_format (vLLM/SGLang guided decoding)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.base_url.startswith(("http://", "https://")),
+            "endpoint.base_url",
+            self.base_url,
+            "an http(s) URL such as 'http://127.0.0.1:8000/v1'",
+        )
+        _check(bool(self.model.strip()), "endpoint.model", self.model, "the served model name")
+        _check(self.timeout_s > 0, "endpoint.timeout_s", self.timeout_s, "> 0")
+        _check(0 <= self.max_retries <= 20, "endpoint.max_retries", self.max_retries, "in [0, 20]")
+        _check(1 <= self.max_concurrency <= 1024, "endpoint.max_concurrency", self.max_concurrency, "in [1, 1024]")
+        _check(1 <= self.jpeg_quality <= 100, "endpoint.jpeg_quality", self.jpeg_quality, "in [1, 100]")
+
+
+@dataclass
+class AdapterConfig:
+    """Phase Two adapters (steering vector or LoRA) applied to the memorization policy."""
+
+    path: str = ""  # adapter loaded at configure ("" = base model); later swaps go through LoadAdapter
+    sha256: str = ""  # expected checksum of ``path`` ("" = record it, do not check)
+    allowed_dir: str = ""  # if set, LoadAdapter only accepts adapters under this directory
+
+    def __post_init__(self) -> None:
+        _check(
+            self.sha256 == "" or (len(self.sha256) == 64 and all(c in "0123456789abcdef" for c in self.sha256)),
+            "adapter.sha256",
+            self.sha256,
+            "'' or 64 lowercase hex digits",
+        )
 
 
 @dataclass
 class AnswerConfig:
-    backend: str = "retrieval"  # CPU baseline: embedding support over retrieved memory
+    backend: str = "retrieval"  # CPU baseline (embedding support), or an LLM over retrieved memories
     top_k: int = 8
-    abstain_threshold: float = 0.35  # below this support the answerer abstains
-    margin: float = 0.02  # best choice must beat the runner-up by this much
+    abstain_threshold: float = 0.35  # retrieval backend: below this support it abstains
+    margin: float = 0.02  # retrieval backend: best choice must beat the runner-up by this much
+    max_new_tokens: int = 128  # LLM backends
+    memory_chars: int = 4000  # LLM backends: budget for retrieved memories in the prompt
 
     def __post_init__(self) -> None:
-        _one_of("answer.backend", self.backend, ("retrieval",))
+        _one_of("answer.backend", self.backend, ANSWER_BACKENDS)
         _check(self.top_k >= 1, "answer.top_k", self.top_k, ">= 1")
         _check(-1.0 <= self.abstain_threshold <= 1.0, "answer.abstain_threshold", self.abstain_threshold, "in [-1, 1]")
         _check(self.margin >= 0, "answer.margin", self.margin, ">= 0")
+        _check(8 <= self.max_new_tokens <= 8192, "answer.max_new_tokens", self.max_new_tokens, "in [8, 8192]")
+        _check(self.memory_chars >= 200, "answer.memory_chars", self.memory_chars, ">= 200")
 
 
 @dataclass
@@ -175,6 +287,9 @@ class TaskMemConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     def __post_init__(self) -> None:
         _check(bool(self.stream) and isinstance(self.stream, str), "stream", self.stream, "a non-empty name")

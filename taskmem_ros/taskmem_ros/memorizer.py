@@ -13,6 +13,8 @@ import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +28,13 @@ from taskmem_ros.types import AudioBlock, Clip, MemoryRecord, PolicyContext, Vid
 log = logging.getLogger(__name__)
 
 CommittedCallback = Callable[[list[MemoryRecord]], None]
+
+
+class AdapterSwap(NamedTuple):
+    previous: Any  # adapters.AdapterMeta | None
+    active: Any
+
+
 STAT_KEYS = (
     "clips_queued",
     "clips_dropped_backlog",
@@ -33,6 +42,8 @@ STAT_KEYS = (
     "clips_memorized",
     "entries_committed",
     "store_errors",
+    "adapter_swaps",
+    "adapter_swaps_failed",
 )
 
 
@@ -45,14 +56,14 @@ class Memorizer:
         *,
         on_committed: CommittedCallback | None = None,
         speech: SpeechPipeline | None = None,
-        batch_size: int = 1,
+        batch_size: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.policy = policy
         self.on_committed = on_committed
         self.speech = speech if speech is not None else SpeechPipeline(cfg.segmenter)
-        self.batch_size = max(1, batch_size)
+        self.batch_size = max(1, batch_size if batch_size is not None else policy.batch_size)
         self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
         self.focus_hints: list[str] = []
         self._segmenter = ClipSegmenter(cfg.segmenter, cfg.stream)
@@ -61,6 +72,9 @@ class Memorizer:
         self._busy = False
         self._stop = False
         self._worker: threading.Thread | None = None
+        # Held while a batch is memorized and committed: an adapter swap waits for it, so every
+        # entry carries the adapter that actually wrote it.
+        self._batch_lock = threading.Lock()
 
     # -- input side (any thread, cheap) -------------------------------------------------
     def push_frame(self, frame: VideoFrame) -> None:
@@ -80,6 +94,11 @@ class Memorizer:
         with self._cv:
             self._segmenter.push_audio(block)
             self._enqueue(self._segmenter.pop_ready())
+
+    def submit(self, clips: list[Clip]) -> None:
+        """Queue ready-made clips (datasets with their own segmentation, benchmarks)."""
+        with self._cv:
+            self._enqueue(list(clips))
 
     def _enqueue(self, clips: list[Clip]) -> None:
         limit = self.cfg.ingest.max_pending_clips
@@ -155,6 +174,10 @@ class Memorizer:
                     self._cv.notify_all()
 
     def _memorize(self, clips: list[Clip]) -> list[MemoryRecord]:
+        with self._batch_lock:
+            return self._memorize_locked(clips)
+
+    def _memorize_locked(self, clips: list[Clip]) -> list[MemoryRecord]:
         committed: list[MemoryRecord] = []
         try:
             for clip in clips:
@@ -203,8 +226,53 @@ class Memorizer:
             recent_memories=recent, focus_hints=list(self.focus_hints), adapter_id=self.policy.adapter_id
         )
 
+    # -- adapters -------------------------------------------------------------------------
+    def load_adapter(self, path: str, sha256: str = "", adapter_id: str = "") -> AdapterSwap:
+        """Swap the policy's adapter between batches ("" = base model) and record it in the
+        store. Any failure - bad file, checksum, base model, layer, store - rolls back to the
+        previous adapter and raises AdapterError; memorization never stops."""
+        from taskmem_ros.adapters import AdapterError
+
+        try:
+            return self._swap_adapter(path, sha256, adapter_id)
+        except AdapterError:
+            self.stats["adapter_swaps_failed"] += 1
+            raise
+
+    def _swap_adapter(self, path: str, sha256: str, adapter_id: str) -> AdapterSwap:
+        from taskmem_ros.adapters import AdapterError
+
+        allowed = self.cfg.adapter.allowed_dir
+        if path and allowed and not Path(path).resolve().is_relative_to(Path(allowed).resolve()):
+            raise AdapterError(f"adapter path {path!r} is outside adapter.allowed_dir={allowed!r}")
+        with self._batch_lock:
+            previous, active = self.policy.load_adapter(path, sha256)
+            try:
+                if adapter_id and (active is None or active.adapter_id != adapter_id):
+                    got = active.adapter_id if active else ""
+                    raise AdapterError(f"adapter_id={adapter_id!r} requested but {path!r} holds {got!r}")
+                self.store.deactivate_adapters()
+                if active is not None:
+                    self.store.register_adapter(
+                        active.adapter_id,
+                        kind=active.kind,
+                        base_model=active.base_model,
+                        path=active.path,
+                        sha256=active.sha256,
+                        metrics=dict(active.extra.get("metrics", {})) if isinstance(active.extra, dict) else {},
+                        active=True,
+                    )
+            except Exception as exc:
+                self.policy.load_adapter(previous.path if previous else "", previous.sha256 if previous else "")
+                if isinstance(exc, AdapterError):
+                    raise
+                raise AdapterError(f"adapter not recorded in the store, rolled back: {exc}") from exc
+            self.stats["adapter_swaps"] += 1
+            log.info("adapter %r -> %r", previous.adapter_id if previous else "", active.adapter_id if active else "")
+            return AdapterSwap(previous, active)
+
     def all_stats(self) -> dict[str, int]:
         with self._cv:
-            merged = {**self._segmenter.stats, **self.speech.stats, **self.stats}
+            merged = {**self._segmenter.stats, **self.speech.stats, **getattr(self.policy, "stats", {}), **self.stats}
             merged["clips_pending"] = len(self._pending)
         return dict(merged)

@@ -73,3 +73,40 @@ def small_bag(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     synthesize_speech(SMALL_SPEECH, wav, min(video_duration_s(src), SMALL_FRAMES / 10.0))
     summary = record_video(video, out / "bag", audio_path=wav, max_frames=SMALL_FRAMES, progress=False)
     return out / "bag", summary
+
+
+# -- tiny Qwen3-VL checkpoints (random weights, built from the real config classes) -------------
+from tiny_models import TAUGHT_RESPONSE, synthetic_clip  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dense tiny Qwen3-VL saved with save_pretrained (loads like a hub checkpoint)."""
+    from taskmem_ros.llm.tiny import build_tiny_qwen3vl
+
+    return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny_qwen3vl"), moe=False, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3vl_moe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from taskmem_ros.llm.tiny import build_tiny_qwen3vl
+
+    return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny_qwen3vl_moe"), moe=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def taught_qwen3vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-VL fitted (a few dozen AdamW steps) to answer memorization prompts with
+    TAUGHT_RESPONSE, so the full clip -> entries path can be asserted on real model output."""
+    from taskmem_ros.config import PolicyConfig
+    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, teach
+    from taskmem_ros.policy.prompt import clip_messages
+    from taskmem_ros.types import PolicyContext
+
+    path = build_tiny_qwen3vl(tmp_path_factory.mktemp("taught_qwen3vl"), moe=False, seed=0)
+    cfg = PolicyConfig(backend="qwen3vl")
+    speech = ["", "The keys are on the table.", "Hello robot.", "Meeting at three."]
+    examples = [
+        (clip_messages(synthetic_clip(i, s), PolicyContext(), cfg), TAUGHT_RESPONSE) for i, s in enumerate(speech)
+    ]
+    return teach(path, examples, steps=60)

@@ -73,7 +73,7 @@ def replay_in_process(args: argparse.Namespace, info: Any) -> dict[str, Any]:
     if args.db:
         cfg.store.url = args.db if "://" in args.db else f"sqlite:///{args.db}"
     with EpisodicStore(cfg.store) as store:
-        policy = make_policy(cfg.policy)
+        policy = make_policy(cfg)
         memorizer = Memorizer(cfg, store, policy)
         counts = feed_bag(
             memorizer, args.bag, cfg.segmenter.audio_rate, topics=args.topics, progress=not args.no_progress

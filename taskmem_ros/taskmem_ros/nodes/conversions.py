@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from builtin_interfaces.msg import Time
 
-from taskmem_interfaces.msg import MemoryEntry
+from taskmem_interfaces.msg import AdapterInfo, MemoryEntry
 from taskmem_ros.types import NS_PER_S, MemoryRecord
 
 
@@ -28,4 +31,21 @@ def record_to_msg(rec: MemoryRecord) -> MemoryEntry:
     msg.model_id = rec.model_id
     msg.adapter_id = rec.adapter_id
     msg.confidence = float(rec.confidence)
+    return msg
+
+
+def adapter_to_msg(meta: Any, *, active: bool, stamp_ns: int = 0) -> AdapterInfo:
+    """An ``adapters.AdapterMeta`` (or None: the base model) as AdapterInfo."""
+    msg = AdapterInfo()
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.active = bool(active and meta is not None)
+    if meta is None:
+        return msg
+    msg.adapter_id = meta.adapter_id
+    msg.kind = meta.kind
+    msg.base_model = meta.base_model
+    msg.path = str(meta.path)
+    msg.sha256 = meta.sha256
+    extra = meta.extra if isinstance(meta.extra, dict) else {}
+    msg.metrics_json = json.dumps(extra.get("metrics", {}), default=str)
     return msg

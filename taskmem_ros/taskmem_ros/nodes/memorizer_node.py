@@ -17,10 +17,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from taskmem_interfaces.msg import AudioChunk, MemoryEntry
+from taskmem_interfaces.msg import AdapterInfo, AudioChunk, MemoryEntry
+from taskmem_interfaces.srv import LoadAdapter
+from taskmem_ros.adapters import AdapterError
 from taskmem_ros.config import ConfigError
+from taskmem_ros.llm.base import EngineError
 from taskmem_ros.memorizer import Memorizer
-from taskmem_ros.nodes.conversions import record_to_msg
+from taskmem_ros.nodes.conversions import adapter_to_msg, record_to_msg
 from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.policy.base import make_policy
@@ -36,6 +39,7 @@ NODE_PARAMS: dict[str, Any] = {
     "audio_topic": "audio/audio",  # taskmem_interfaces/AudioChunk; "" disables
     "audio_common_topic": "",  # audio_common_msgs/AudioStamped, when audio_common is installed
     "memory_topic": "memory/entries",
+    "adapter_topic": "memory/adapter",  # AdapterInfo, latched: the adapter shaping new memories
     # "sensor_data": best effort (live robots); "reliable": reliable, volatile (lossless live topics);
     # "replay": reliable + transient-local, matching taskmem-replay, so evaluation never loses the start
     "sensor_qos": "sensor_data",
@@ -62,6 +66,7 @@ class MemorizerNode(LifecycleNode):
         self._store: EpisodicStore | None = None
         self._subs: list[Any] = []
         self._pub: Any = None
+        self._adapter_pub: Any = None
         self._services: list[Any] = []
         self._sensor_group = MutuallyExclusiveCallbackGroup()  # keeps per-topic order
         self._service_group = ReentrantCallbackGroup()
@@ -75,8 +80,8 @@ class MemorizerNode(LifecycleNode):
             cfg, self._extra = read_config(self, NODE_PARAMS)
             self._store = EpisodicStore(cfg.store)
             self._store.open()
-            policy = make_policy(cfg.policy)
-        except (ConfigError, StoreError, ImportError, ValueError) as exc:
+            policy = make_policy(cfg)
+        except (ConfigError, StoreError, ImportError, ValueError, EngineError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             if self._store is not None:
                 self._store.close()
@@ -85,9 +90,25 @@ class MemorizerNode(LifecycleNode):
         self._cfg = cfg
         self._pub = self.create_lifecycle_publisher(MemoryEntry, self._extra["memory_topic"], 100)
         self._memorizer = Memorizer(cfg, self._store, policy, on_committed=self._publish)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self._adapter_pub = self.create_publisher(AdapterInfo, self._extra["adapter_topic"], latched)
+        if cfg.adapter.path:
+            try:
+                swap = self._memorizer.load_adapter(cfg.adapter.path, cfg.adapter.sha256)
+                self.get_logger().info(f"adapter {swap.active.adapter_id!r} loaded from {cfg.adapter.path}")
+            except AdapterError as exc:  # memory keeps working on the base model
+                self.get_logger().error(f"adapter.path={cfg.adapter.path!r} not loaded, using the base model: {exc}")
+        self._adapter_pub.publish(
+            adapter_to_msg(self._memorizer.policy.active_adapter, active=True, stamp_ns=time.time_ns())
+        )
         self._services = [
             self.create_service(Trigger, "~/flush", self._on_flush, callback_group=self._service_group),
             self.create_service(Trigger, "~/get_stats", self._on_stats, callback_group=self._service_group),
+            self.create_service(
+                LoadAdapter, "~/load_adapter", self._on_load_adapter, callback_group=self._service_group
+            ),
         ]
         self.get_logger().info(f"configured: stream={cfg.stream!r} store={cfg.store.url} policy={policy.model_id}")
         return TransitionCallbackReturn.SUCCESS
@@ -144,6 +165,9 @@ class MemorizerNode(LifecycleNode):
         if self._pub is not None:
             self.destroy_lifecycle_publisher(self._pub)
             self._pub = None
+        if self._adapter_pub is not None:
+            self.destroy_publisher(self._adapter_pub)
+            self._adapter_pub = None
         if self._memorizer is not None:
             self._memorizer.policy.close()
             self._memorizer = None
@@ -202,6 +226,32 @@ class MemorizerNode(LifecycleNode):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and time.monotonic() - self._last_input < quiet_s:
             time.sleep(min(0.05, quiet_s))
+
+    def _on_load_adapter(self, request: LoadAdapter.Request, response: LoadAdapter.Response) -> LoadAdapter.Response:
+        """Verify (checksum, base model, layer) and swap between batches; on any failure the
+        previous adapter stays active and the reply says why."""
+        if self._memorizer is None:
+            response.success, response.message = False, "not configured"
+            return response
+        before = self._memorizer.policy.active_adapter
+        now = time.time_ns()
+        try:
+            swap = self._memorizer.load_adapter(request.path, request.sha256, request.adapter_id)
+        except AdapterError as exc:
+            self.get_logger().error(f"LoadAdapter {request.path!r} refused, kept previous adapter: {exc}")
+            response.success, response.message = False, str(exc)
+            response.previous = adapter_to_msg(before, active=True, stamp_ns=now)
+            response.active = adapter_to_msg(before, active=True, stamp_ns=now)
+            return response
+        response.success = True
+        active_id = swap.active.adapter_id if swap.active else "(base model)"
+        response.message = f"active adapter: {active_id}"
+        response.previous = adapter_to_msg(swap.previous, active=False, stamp_ns=now)
+        response.active = adapter_to_msg(swap.active, active=True, stamp_ns=now)
+        if self._adapter_pub is not None:
+            self._adapter_pub.publish(response.active)
+        self.get_logger().info(response.message)
+        return response
 
     def _on_stats(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = True, json.dumps(self.stats())

@@ -16,8 +16,9 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from taskmem_interfaces.action import AnswerTask
 from taskmem_interfaces.srv import QueryMemory
-from taskmem_ros.answer import RetrievalAnswerer
+from taskmem_ros.answer import Answerer, close_answerer, make_answerer
 from taskmem_ros.config import ConfigError
+from taskmem_ros.llm.base import EngineError
 from taskmem_ros.nodes.conversions import record_to_msg
 from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
@@ -37,7 +38,7 @@ class TaskNode(LifecycleNode):
         super().__init__("task_server", **kwargs)
         declare_config(self, NODE_PARAMS)
         self._store: EpisodicStore | None = None
-        self._answerer: RetrievalAnswerer | None = None
+        self._answerer: Answerer | None = None
         self._group = ReentrantCallbackGroup()
         self._service: Any = None
         self._action: ActionServer | None = None
@@ -48,8 +49,8 @@ class TaskNode(LifecycleNode):
             self._cfg, self._extra = read_config(self, NODE_PARAMS)
             self._store = EpisodicStore(self._cfg.store)
             self._store.open()
-            self._answerer = RetrievalAnswerer(self._store, self._cfg.answer)
-        except (ConfigError, StoreError, ImportError, ValueError) as exc:
+            self._answerer = make_answerer(self._cfg, self._store)
+        except (ConfigError, StoreError, ImportError, ValueError, EngineError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
@@ -77,6 +78,8 @@ class TaskNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._answerer is not None:
+            close_answerer(self._answerer)
         self._answerer = None
         if self._store is not None:
             self._store.close()

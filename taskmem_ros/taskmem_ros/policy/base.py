@@ -1,11 +1,12 @@
-"""The policy interface every backend implements (perception baseline now, Qwen3-VL next)."""
+"""The policy interface every backend implements (perception baseline, Qwen3-VL via an engine)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
-from taskmem_ros.config import PolicyConfig
+from taskmem_ros.config import PolicyConfig, TaskMemConfig
 from taskmem_ros.types import Clip, MemoryDraft, PolicyContext
 
 
@@ -17,6 +18,9 @@ class MemorizationPolicy(ABC):
     """
 
     model_id: str = "unknown"
+    # Clips handed over per call. 1 for policies that gain nothing from batching, so each clip
+    # sees the memories of the one before it in its context.
+    batch_size: int = 1
 
     @property
     def adapter_id(self) -> str:
@@ -30,13 +34,35 @@ class MemorizationPolicy(ABC):
     def memorize(self, clip: Clip, context: PolicyContext | None = None) -> list[MemoryDraft]:
         return self.memorize_batch([clip], [context or PolicyContext()])[0]
 
+    @property
+    def active_adapter(self) -> Any:
+        """The applied ``adapters.AdapterMeta``, None for the base model."""
+        return None
+
+    def load_adapter(self, path: str, sha256: str = "") -> tuple[Any, Any]:
+        """Swap the adapter; (previous, active) AdapterMeta or None. Policies without
+        adapters refuse with AdapterError (the service reports it, nothing changes)."""
+        from taskmem_ros.adapters import AdapterError
+
+        if not path:
+            return None, None
+        raise AdapterError(f"policy {self.model_id!r} takes no adapters; use policy.backend='qwen3vl'")
+
     def close(self) -> None:  # noqa: B027 - optional hook, most policies hold nothing to free
         """Free models/sessions (called from the lifecycle node's on_cleanup)."""
 
 
-def make_policy(cfg: PolicyConfig) -> MemorizationPolicy:
-    if cfg.backend == "perception":
+def make_policy(cfg: TaskMemConfig | PolicyConfig) -> MemorizationPolicy:
+    """The policy ``policy.backend`` names. Model backends need the whole config (``model.*``
+    or ``endpoint.*``); the perception baseline only its own section."""
+    pcfg = cfg.policy if isinstance(cfg, TaskMemConfig) else cfg
+    if pcfg.backend == "perception":
         from taskmem_ros.policy.perception.policy import PerceptionPolicy
 
-        return PerceptionPolicy(cfg)
-    raise ValueError(f"policy.backend={cfg.backend!r} is not available")
+        return PerceptionPolicy(pcfg)
+    if not isinstance(cfg, TaskMemConfig):
+        raise ValueError(f"policy.backend={pcfg.backend!r} needs the full TaskMemConfig (model/endpoint sections)")
+    from taskmem_ros.llm import make_engine
+    from taskmem_ros.policy.llm_policy import LLMPolicy
+
+    return LLMPolicy(make_engine(cfg, pcfg.backend), pcfg)

@@ -223,6 +223,11 @@ class TaskLogMixin:
                 raise StoreError(f"no adapter {adapter_id!r}", path=self._path)
             conn.execute(update(_A).where(_A.c.kind == kind).values(active=_A.c.adapter_id == adapter_id))
 
+    def deactivate_adapters(self) -> None:
+        """No adapter is active (the policy runs the base model)."""
+        with self._tx("deactivate_adapters", write=True) as conn:
+            conn.execute(update(_A).values(active=False))
+
     def adapters(self, kind: str | None = None, *, active_only: bool = False) -> list[AdapterRecord]:
         q = select(
             _A.c.adapter_id,

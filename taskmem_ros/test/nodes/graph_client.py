@@ -10,12 +10,12 @@ from typing import Any
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from taskmem_interfaces.action import AnswerTask
-from taskmem_interfaces.msg import MemoryEntry
-from taskmem_interfaces.srv import QueryMemory
+from taskmem_interfaces.msg import AdapterInfo, MemoryEntry
+from taskmem_interfaces.srv import LoadAdapter, QueryMemory
 
 
 class GraphClient:
@@ -31,6 +31,11 @@ class GraphClient:
         self._lock = threading.Lock()
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(MemoryEntry, "memory/entries", self._on_entry, qos)
+        self.adapters: list[AdapterInfo] = []
+        latched = QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.node.create_subscription(AdapterInfo, "memory/adapter", self.adapters.append, latched)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
 
@@ -73,6 +78,12 @@ class GraphClient:
         assert client.wait_for_service(timeout_sec=30), service
         resp = self._wait(client.call_async(Trigger.Request()), timeout_s)
         return json.loads(resp.message) if resp.message.startswith("{") else {"message": resp.message}
+
+    def load_adapter(self, path: str, sha256: str = "", adapter_id: str = "", timeout_s: float = 120) -> Any:
+        client = self.node.create_client(LoadAdapter, "/memorizer/load_adapter")
+        assert client.wait_for_service(timeout_sec=30)
+        req = LoadAdapter.Request(path=str(path), sha256=sha256, adapter_id=adapter_id)
+        return self._wait(client.call_async(req), timeout_s)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taskmem_ros.config import CONFIG_KEYS, read_params_file
+from taskmem_ros.config import CONFIG_KEYS, load_config, read_params_file
 
 PKG = Path(__file__).resolve().parents[2]
 LAUNCH = PKG / "launch" / "robot.launch.py"
@@ -49,6 +49,9 @@ def test_executables_exist_in_setup() -> None:
     for n in nodes:
         assert ast.literal_eval(_kw(n, "package")) == "taskmem_ros"  # type: ignore[arg-type]
         assert ast.literal_eval(_kw(n, "executable")) in scripts  # type: ignore[arg-type]
+    plain = _calls(tree, "Node")
+    assert [ast.literal_eval(_kw(n, "executable")) for n in plain] == ["taskmem-bringup"]  # type: ignore[arg-type]
+    assert "taskmem-bringup" in scripts
 
 
 def test_launch_arguments_are_declared_and_used() -> None:
@@ -65,9 +68,11 @@ def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
     from taskmem_ros.nodes.task_node import NODE_PARAMS as TASK
 
     known = {"memorizer": set(MEM) | CONFIG_KEYS, "task_server": set(TASK) | CONFIG_KEYS}
-    for node, valid in known.items():
-        names = set(read_params_file(PKG / "config" / "robot.yaml", node))
-        assert names <= valid, f"{node}: unknown parameters {names - valid}"
+    for params_file in sorted((PKG / "config").glob("*.yaml")):
+        for node, valid in known.items():
+            names = set(read_params_file(params_file, node))
+            assert names <= valid, f"{params_file.name} {node}: unknown parameters {names - valid}"
+            load_config(params_file, node)  # values valid too
     tree = ast.parse(LAUNCH.read_text())
     for call in _calls(tree, "LifecycleNode"):
         node = ast.literal_eval(_kw(call, "name"))  # type: ignore[arg-type]
@@ -80,4 +85,4 @@ def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
     for var in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
         for assign in (a for a in ast.walk(var) if isinstance(a, ast.Assign) and isinstance(a.value, ast.Dict)):
             for k in assign.value.keys:  # type: ignore[attr-defined]
-                assert ast.literal_eval(k) in CONFIG_KEYS | {"use_sim_time"}
+                assert ast.literal_eval(k) in CONFIG_KEYS | set(MEM) | {"use_sim_time"}
