@@ -153,29 +153,22 @@ def tiny_config(vocab_size: int, *, moe: bool, token_ids: dict[str, int]) -> Any
 
 # Published sizes (the releases' config.json): benchmarks build random weights at these sizes,
 # no download needed. Parameter counts: 31.07B (30B-A3B), 8.77B (8B).
+_ROPE = {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20], "mrope_interleaved": True}
+_VISION = {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
+           "deepstack_visual_indexes": [8, 16, 24]}  # fmt: skip
+_TEXT = {"vocab_size": 151936, "num_attention_heads": 32, "head_dim": 128, "max_position_embeddings": 262144,
+         "rope_parameters": _ROPE}  # fmt: skip
 PUBLISHED: dict[str, dict[str, Any]] = {
     "qwen3-vl-30b-a3b": {
         "moe": True,
-        "text": {
-            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 48,
-            "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "moe_intermediate_size": 768,
-            "num_experts": 128, "num_experts_per_tok": 8, "decoder_sparse_step": 1, "max_position_embeddings": 262144,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20],
-                                "mrope_interleaved": True},
-        },
-        "vision": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
-                   "out_hidden_size": 2048, "deepstack_visual_indexes": [8, 16, 24]},
+        "text": dict(_TEXT, hidden_size=2048, intermediate_size=6144, num_hidden_layers=48, num_key_value_heads=4,
+                     moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8, decoder_sparse_step=1),
+        "vision": dict(_VISION, out_hidden_size=2048),
     },
     "qwen3-vl-8b": {
         "moe": False,
-        "text": {
-            "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
-            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 262144,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20],
-                                "mrope_interleaved": True},
-        },
-        "vision": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
-                   "out_hidden_size": 4096, "deepstack_visual_indexes": [8, 16, 24]},
+        "text": dict(_TEXT, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_key_value_heads=8),
+        "vision": dict(_VISION, out_hidden_size=4096),
     },
 }  # fmt: skip
 
