@@ -34,6 +34,8 @@ EXTRAS = {
     # (Video preprocessing is ours, so no torchvision is needed.)
     "llm": ["transformers>=5.0,<6", "accelerate>=1.0", "peft>=0.17", "safetensors>=0.4", "openai>=1.40"],
     "quantization": ["bitsandbytes>=0.45"],  # 4-bit nf4 / 8-bit on CUDA
+    # Streaming benchmark harness: video/audio decoding, parquet, plots.
+    "eval": ["av>=12", "pyarrow>=14", "matplotlib>=3.7"],
     "postgres": ["psycopg[binary]>=3.1"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "hypothesis>=6"],
 }
@@ -78,6 +80,7 @@ setup(
             "taskmem-demo = taskmem_ros.cli.demo:main",
             "taskmem-serve = taskmem_ros.llm.server:main",
             "taskmem-tiny-model = taskmem_ros.llm.tiny:main",
+            "taskmem-eval = taskmem_ros.evaluation.cli:main",
         ],
     },
 )

@@ -23,7 +23,7 @@ from taskmem_ros.policy.base import MemorizationPolicy
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.streams.segmenter import ClipSegmenter
 from taskmem_ros.streams.speech import SpeechPipeline
-from taskmem_ros.types import AudioBlock, Clip, MemoryRecord, PolicyContext, VideoFrame
+from taskmem_ros.types import AudioBlock, Clip, MemoryRecord, PolicyContext, TranscriptSegment, VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Memorizer:
         self.batch_size = max(1, batch_size if batch_size is not None else policy.batch_size)
         self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
         self.focus_hints: list[str] = []
+        # Transcript from outside the audio (a dataset's subtitles): merged into each clip it overlaps.
+        self.subtitles: list[TranscriptSegment] = []
         self._segmenter = ClipSegmenter(cfg.segmenter, cfg.stream)
         self._pending: deque[Clip] = deque()
         self._cv = threading.Condition()
@@ -182,6 +184,10 @@ class Memorizer:
         try:
             for clip in clips:
                 self.speech.annotate(clip)
+                if self.subtitles:
+                    clip.transcript += [
+                        s for s in self.subtitles if s.end_ns > clip.start_ns and s.start_ns < clip.end_ns
+                    ]
             contexts = [self._context(clip) for clip in clips]
             drafts_per_clip = self.policy.memorize_batch(clips, contexts)
         except Exception:  # a broken clip or model must not kill the loop

@@ -29,6 +29,7 @@ from taskmem_ros.store import lexical
 from taskmem_ros.store.embedding import Embedder, make_embedder, normalize_rows
 from taskmem_ros.store.engine import IMMEDIATE, StoreEngine, create_store_engine, database_path
 from taskmem_ros.store.errors import StoreError, StoreReadOnlyError, classify
+from taskmem_ros.store.evaluations import EvalLogMixin
 from taskmem_ros.store.models import Adapter, Clip, Embedding, MemoryEntry, StoreMeta, Stream, Task
 from taskmem_ros.store.search import Searcher, fetch_vectors
 from taskmem_ros.store.tasks import TaskLogMixin
@@ -91,7 +92,7 @@ def _opt_int(name: str, value: Any) -> int | None:
     return int(value)
 
 
-class EpisodicStore(TaskLogMixin):
+class EpisodicStore(TaskLogMixin, EvalLogMixin):
     """Long-term episodic memory: entries, their embeddings and indexes, tasks, adapters."""
 
     def __init__(self, cfg: StoreConfig | None = None, *, embedder: Embedder | None = None) -> None:

@@ -152,3 +152,44 @@ class Adapter(Base):
     created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
     metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class EvalRun(Base):
+    """A streaming benchmark run: its settings, so a resumed run can refuse to mix configs."""
+
+    __tablename__ = "eval_runs"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it once)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    settings: Mapped[Any] = mapped_column(JSON, nullable=False)
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class EvalStream(Base):
+    """Progress of one benchmark stream in a run ("started" -> "done"); resuming skips done ones."""
+
+    __tablename__ = "eval_streams"
+    __table_args__ = (UniqueConstraint("run_id", "dataset", "stream"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("eval_runs.id", ondelete="CASCADE"), nullable=False)
+    dataset: Mapped[str] = mapped_column(String(64), nullable=False)
+    stream: Mapped[str] = mapped_column(String(255), nullable=False)
+    memory_stream: Mapped[str] = mapped_column(String(255), nullable=False)  # store stream the memories went to
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    stats: Mapped[Any] = mapped_column(JSON, nullable=True)
+    updated_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class EvalAnswer(Base):
+    """One benchmark question answered (or abstained on) from memory, with its grade."""
+
+    __tablename__ = "eval_answers"
+    __table_args__ = (UniqueConstraint("run_id", "dataset", "qid"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("eval_runs.id", ondelete="CASCADE"), nullable=False)
+    dataset: Mapped[str] = mapped_column(String(64), nullable=False)
+    qid: Mapped[str] = mapped_column(String(255), nullable=False)
+    task_id: Mapped[int | None] = mapped_column(Id, ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True)
+    result: Mapped[Any] = mapped_column(JSON, nullable=False)  # the EvalResult fields
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -22,7 +22,7 @@ def test_migration_creates_orm_schema_and_virtual_tables(store: EpisodicStore) -
         assert compare_metadata(ctx, Base.metadata) == []
         names = set(inspect(conn).get_table_names())
         assert {"streams", "clips", "memory_entries", "embeddings", "tasks", "adapters", "store_meta"} <= names
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
         sql = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'trigger')").all())
         assert "fts5" in sql["memory_fts"] and "content='memory_entries'" in sql["memory_fts"]
         assert "vec0" in sql["vec_entries"] and "bit[512]" in sql["vec_entries"]
