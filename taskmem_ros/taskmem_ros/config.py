@@ -268,11 +268,14 @@ class IngestConfig:
     """Back-pressure between sensor callbacks and the (slower) policy worker."""
 
     max_pending_clips: int = 4  # clips waiting for the policy; beyond this the oldest is dropped
+    keep_clips_dir: str = ""  # keep memorized clips (keyframes + transcript) here for Phase Two; "" = off
+    keep_clips_max: int = 2000  # oldest kept clips are pruned beyond this
     max_buffered_frames: int = 600  # raw frames held before segmentation
     drop_policy: str = "drop_oldest"  # "drop_oldest" keeps the stream live; "drop_newest" keeps history
 
     def __post_init__(self) -> None:
         _check(self.max_pending_clips >= 1, "ingest.max_pending_clips", self.max_pending_clips, ">= 1")
+        _check(self.keep_clips_max >= 1, "ingest.keep_clips_max", self.keep_clips_max, ">= 1")
         _check(self.max_buffered_frames >= 1, "ingest.max_buffered_frames", self.max_buffered_frames, ">= 1")
         _one_of("ingest.drop_policy", self.drop_policy, ("drop_oldest", "drop_newest"))
 
@@ -293,6 +296,90 @@ class TaskMemConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.stream) and isinstance(self.stream, str), "stream", self.stream, "a non-empty name")
+
+
+@dataclass
+class RewardConfig:
+    """Phase One reward weights (memory quality); each term is a TRL-style reward function."""
+
+    format_weight: float = 1.0  # output parses to the entry schema
+    length_weight: float = 0.3  # entries longer than target_chars are penalised
+    redundancy_weight: float = 0.5  # entries repeating the context or each other
+    fidelity_weight: float = 1.0  # entries supported by the reference (transcript / caption)
+    coverage_weight: float = 1.0  # reference facts that some entry covers
+    target_chars: int = 120
+    max_entries: int = 8
+    support_threshold: float = 0.5  # similarity at which an entry counts as supported / a fact as covered
+
+    def __post_init__(self) -> None:
+        for name in ("format_weight", "length_weight", "redundancy_weight", "fidelity_weight", "coverage_weight"):
+            _check(getattr(self, name) >= 0, f"rewards.{name}", getattr(self, name), ">= 0")
+        _check(self.target_chars >= 20, "rewards.target_chars", self.target_chars, ">= 20")
+        _check(self.max_entries >= 1, "rewards.max_entries", self.max_entries, ">= 1")
+        _check(0 < self.support_threshold <= 1, "rewards.support_threshold", self.support_threshold, "in (0, 1]")
+
+
+@dataclass
+class Phase1Config:
+    """GRPO on the memorization policy: how to memorize."""
+
+    method: str = "lora"  # "lora" (peft) or "full"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    num_generations: int = 4  # sampled memory lists per clip (the GRPO group)
+    steps: int = 200
+    learning_rate: float = 1e-5
+    batch_size: int = 4  # prompts per device step
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    output_dir: str = "phase1_out"
+
+    def __post_init__(self) -> None:
+        _one_of("phase1.method", self.method, ("lora", "full"))
+        _check(self.num_generations >= 2, "phase1.num_generations", self.num_generations, ">= 2 (GRPO needs a group)")
+        _check(self.steps >= 1, "phase1.steps", self.steps, ">= 1")
+        _check(self.learning_rate > 0, "phase1.learning_rate", self.learning_rate, "> 0")
+        _check(self.batch_size >= 1, "phase1.batch_size", self.batch_size, ">= 1")
+        _check(self.lora_r >= 1, "phase1.lora_r", self.lora_r, ">= 1")
+
+
+@dataclass
+class Phase2Config:
+    """After deployment: tune an adapter so the policy memorizes what logged tasks need."""
+
+    adapter: str = "steering"  # "steering" (one vector at one layer, DPO) or "lora" (GRPO)
+    layer: int = -1  # steering layer; -1 = the middle decoder layer
+    scale: float = 1.0
+    candidates: int = 4  # K sampled memories per clip
+    temperature: float = 1.0
+    max_clips: int = 64  # most recent kept clips used
+    min_tasks: int = 4  # fewer logged (non-evaluation) tasks than this: nothing to learn from
+    holdout_fraction: float = 0.25  # most recent tasks held out to evaluate before/after
+    steps: int = 60
+    learning_rate: float = 0.05
+    beta: float = 0.1  # DPO temperature
+    seed: int = 0
+    adapters_dir: str = "adapters"  # where adapter artifacts are written (atomically)
+
+    def __post_init__(self) -> None:
+        _one_of("phase2.adapter", self.adapter, ("steering", "lora"))
+        _check(self.candidates >= 2, "phase2.candidates", self.candidates, ">= 2 (best vs worst)")
+        _check(self.max_clips >= 1, "phase2.max_clips", self.max_clips, ">= 1")
+        _check(self.min_tasks >= 1, "phase2.min_tasks", self.min_tasks, ">= 1")
+        _check(0 <= self.holdout_fraction < 1, "phase2.holdout_fraction", self.holdout_fraction, "in [0, 1)")
+        _check(self.steps >= 1, "phase2.steps", self.steps, ">= 1")
+        _check(self.learning_rate > 0, "phase2.learning_rate", self.learning_rate, "> 0")
+        _check(self.beta > 0, "phase2.beta", self.beta, "> 0")
+        _check(self.temperature > 0, "phase2.temperature", self.temperature, "> 0")
+
+
+@dataclass
+class TrainingConfig:
+    """Offboard training (taskmem-train, the tuner node); lives beside TaskMemConfig."""
+
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    phase1: Phase1Config = field(default_factory=Phase1Config)
+    phase2: Phase2Config = field(default_factory=Phase2Config)
 
 
 T = TypeVar("T")

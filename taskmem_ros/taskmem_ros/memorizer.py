@@ -77,6 +77,11 @@ class Memorizer:
         # Held while a batch is memorized and committed: an adapter swap waits for it, so every
         # entry carries the adapter that actually wrote it.
         self._batch_lock = threading.Lock()
+        self.archive: Any = None
+        if cfg.ingest.keep_clips_dir:  # Phase Two samples new memories for recent clips
+            from taskmem_ros.training.clip_archive import ClipArchive
+
+            self.archive = ClipArchive(cfg.ingest.keep_clips_dir, cfg.ingest.keep_clips_max)
 
     # -- input side (any thread, cheap) -------------------------------------------------
     def push_frame(self, frame: VideoFrame) -> None:
@@ -217,6 +222,12 @@ class Memorizer:
                 continue
             self.stats["clips_memorized"] += 1
             self.stats["entries_committed"] += len(records)
+            if self.archive is not None:
+                try:
+                    self.archive.save(clip)
+                except OSError as exc:
+                    self.stats["clips_not_kept"] += 1
+                    log.warning("clip %d not kept for training: %s", clip.index, exc)
             committed.extend(records)
             if self.on_committed is not None and records:
                 try:

@@ -7,11 +7,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import av
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from mp4_fixtures import write_mp4
 
 from taskmem_ros.evaluation.datasets import load_dataset, load_egolife, load_egotempo, load_videomme
 from taskmem_ros.evaluation.datasets.egolife import DAY_NS, clock_ns, hhmmssff_ns, target_windows
@@ -21,29 +20,6 @@ from taskmem_ros.evaluation.types import NS_PER_S
 
 S = NS_PER_S
 REAL_EGOTEMPO = Path("/work/shared/data/egotempo/egotempo_openQA.json")
-
-
-def write_mp4(path: Path, seconds: float, fps: int = 10) -> Path:
-    """A small mpeg4 + AAC mono file of the given length."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = av.open(str(path), "w", options={"movflags": "faststart"})
-    vs = out.add_stream("mpeg4", rate=fps)
-    vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
-    a = out.add_stream("aac", rate=16000)
-    a.layout = "mono"
-    for i in range(round(seconds * fps)):
-        frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 256, np.uint8), format="rgb24")
-        frame.pts = i
-        out.mux(vs.encode(frame))
-    out.mux(vs.encode())
-    samples = np.zeros(round(seconds * 16000), np.float32)
-    for k in range(0, len(samples), 1024):
-        af = av.AudioFrame.from_ndarray(samples[None, k : k + 1024], format="fltp", layout="mono")
-        af.sample_rate, af.pts = 16000, k
-        out.mux(a.encode(af))
-    out.mux(a.encode())
-    out.close()
-    return path
 
 
 # -- Video-MME ---------------------------------------------------------------------------------
