@@ -55,9 +55,9 @@ fix_link "$np_inc" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_c
 # 4. colcon build (both packages) when interfaces/package files changed.
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-build_hash=$(cat taskmem_interfaces/CMakeLists.txt taskmem_interfaces/package.xml taskmem_interfaces/*/* \
-  taskmem_ros/package.xml taskmem_ros/setup.py taskmem_ros/setup.cfg taskmem_ros/launch/* taskmem_ros/config/* \
-  | sha256sum | cut -c1-16)
+build_hash=$( (cat taskmem_interfaces/CMakeLists.txt taskmem_interfaces/package.xml taskmem_interfaces/*/* \
+  taskmem_ros/package.xml taskmem_ros/setup.py taskmem_ros/setup.cfg; \
+  find taskmem_ros/launch taskmem_ros/config -type f | sort | xargs cat) | sha256sum | cut -c1-16)
 if [ "$(cat install/.taskmem-build 2>/dev/null)" != "$build_hash" ]; then
   say "colcon build"
   colcon build --symlink-install >"$ROOT/build-colcon.log" 2>&1 \

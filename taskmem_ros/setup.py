@@ -36,6 +36,8 @@ EXTRAS = {
     "quantization": ["bitsandbytes>=0.45"],  # 4-bit nf4 / 8-bit on CUDA
     # Streaming benchmark harness: video/audio decoding, parquet, plots.
     "eval": ["av>=12", "pyarrow>=14", "matplotlib>=3.7"],
+    # Phase One / Phase Two training (offboard): GRPO and DPO-style adapters.
+    "training": ["trl>=0.20", "peft>=0.17", "datasets>=2.19", "accelerate>=1.0"],
     "postgres": ["psycopg[binary]>=3.1"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "hypothesis>=6"],
 }
@@ -58,6 +60,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/training", glob("config/training/*")),  # accelerate / DeepSpeed
     ],
     install_requires=CORE,
     extras_require=EXTRAS,
@@ -73,6 +76,7 @@ setup(
             # ROS executables (launch files name these)
             "memorizer_node = taskmem_ros.nodes.memorizer_node:main",
             "task_node = taskmem_ros.nodes.task_node:main",
+            "tuner_node = taskmem_ros.nodes.tuner_node:main",
             # user CLIs
             "taskmem-bringup = taskmem_ros.nodes.bringup:main",
             "taskmem-replay = taskmem_ros.cli.replay:main",
@@ -81,6 +85,7 @@ setup(
             "taskmem-serve = taskmem_ros.llm.server:main",
             "taskmem-tiny-model = taskmem_ros.llm.tiny:main",
             "taskmem-eval = taskmem_ros.evaluation.cli:main",
+            "taskmem-train = taskmem_ros.training.cli:main",
         ],
     },
 )

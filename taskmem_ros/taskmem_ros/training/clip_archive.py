@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class ClipArchive:
             "stamps": [f.stamp_ns for f in clip.keyframes],
             "transcript": [[s.start_ns, s.end_ns, s.text, s.confidence] for s in clip.transcript],
         }
-        arrays = {f"kf{i}": f.rgb for i, f in enumerate(clip.keyframes)}
+        arrays: dict[str, Any] = {f"kf{i}": f.rgb for i, f in enumerate(clip.keyframes)}
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from taskmem_ros.config import CONFIG_KEYS, load_config, read_params_file
+from taskmem_ros.config import CONFIG_KEYS, TrainingConfig, load_config, read_params_file, to_flat
 
 PKG = Path(__file__).resolve().parents[2]
 LAUNCH = PKG / "launch" / "robot.launch.py"
+OFFBOARD = PKG / "launch" / "offboard.launch.py"
+TRAINING_KEYS = frozenset(to_flat(TrainingConfig()))
 
 
 def _console_scripts() -> set[str]:
@@ -36,8 +38,9 @@ def _kw(call: ast.Call, key: str) -> ast.expr | None:
     return next((k.value for k in call.keywords if k.arg == key), None)
 
 
-def test_launch_file_parses_and_defines_entry_point() -> None:
-    tree = ast.parse(LAUNCH.read_text())
+@pytest.mark.parametrize("launch_file", [LAUNCH, OFFBOARD], ids=lambda p: p.name)
+def test_launch_file_parses_and_defines_entry_point(launch_file: Path) -> None:
+    tree = ast.parse(launch_file.read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
 
@@ -66,13 +69,22 @@ def test_launch_arguments_are_declared_and_used() -> None:
 def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
     from taskmem_ros.nodes.memorizer_node import NODE_PARAMS as MEM
     from taskmem_ros.nodes.task_node import NODE_PARAMS as TASK
+    from taskmem_ros.nodes.tuner_node import NODE_PARAMS as TUNER
+    from taskmem_ros.training.cli import load_training_params
 
-    known = {"memorizer": set(MEM) | CONFIG_KEYS, "task_server": set(TASK) | CONFIG_KEYS}
+    known = {
+        "memorizer": set(MEM) | CONFIG_KEYS,
+        "task_server": set(TASK) | CONFIG_KEYS,
+        "tuner": set(TUNER) | CONFIG_KEYS | TRAINING_KEYS,
+    }
     for params_file in sorted((PKG / "config").glob("*.yaml")):
         for node, valid in known.items():
             names = set(read_params_file(params_file, node))
             assert names <= valid, f"{params_file.name} {node}: unknown parameters {names - valid}"
             load_config(params_file, node)  # values valid too
+        load_training_params(params_file)  # the tuner's TrainingConfig values too
+    offboard = read_params_file(PKG / "config" / "offboard.yaml", "tuner")
+    assert {"store.url", "model.model_id", "every_n_tasks", "phase2.adapter"} <= set(offboard)
     tree = ast.parse(LAUNCH.read_text())
     for call in _calls(tree, "LifecycleNode"):
         node = ast.literal_eval(_kw(call, "name"))  # type: ignore[arg-type]
@@ -86,3 +98,29 @@ def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
         for assign in (a for a in ast.walk(var) if isinstance(a, ast.Assign) and isinstance(a.value, ast.Dict)):
             for k in assign.value.keys:  # type: ignore[attr-defined]
                 assert ast.literal_eval(k) in CONFIG_KEYS | set(MEM) | {"use_sim_time"}
+
+
+def test_offboard_launch_starts_the_tuner() -> None:
+    tree = ast.parse(OFFBOARD.read_text())
+    nodes = _calls(tree, "LifecycleNode")
+    assert [ast.literal_eval(_kw(n, "name")) for n in nodes] == ["tuner"]  # type: ignore[arg-type]
+    assert ast.literal_eval(_kw(nodes[0], "package")) == "taskmem_ros"  # type: ignore[arg-type]
+    assert ast.literal_eval(_kw(nodes[0], "executable")) == "tuner_node"  # type: ignore[arg-type]
+    assert "tuner_node" in _console_scripts()
+    declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration")}
+    assert {"namespace", "use_sim_time", "params_file", "robot_namespace"} == declared == used
+    assert "offboard.yaml" in OFFBOARD.read_text()
+    events = _calls(tree, "ChangeState")
+    assert len(events) == 2  # configure, then activate on 'inactive'
+
+
+@pytest.mark.ros
+def test_offboard_launch_parameters_exist_on_the_tuner() -> None:
+    from taskmem_ros.nodes.tuner_node import NODE_PARAMS as TUNER
+
+    tree = ast.parse(OFFBOARD.read_text())
+    for var in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+        for assign in (a for a in ast.walk(var) if isinstance(a, ast.Assign) and isinstance(a.value, ast.Dict)):
+            for k in assign.value.keys:  # type: ignore[attr-defined]
+                assert ast.literal_eval(k) in CONFIG_KEYS | TRAINING_KEYS | set(TUNER) | {"use_sim_time"}
