@@ -185,6 +185,16 @@ def cmd_phase1(args: argparse.Namespace, rep: Reporter) -> int:
     rep.progress("dataset", 0.0, {"clips": len(clips)})
     dataset = build_phase1_dataset(clips, policy_cfg=cfg.policy)
     embedder = make_embedder(cfg.store.embedder, cfg.store.embedding_dim)
+    override = None
+    if args.judge_fidelity:  # no reference captions: a judge model looks at the frames instead
+        from taskmem_ros.llm import make_engine
+        from taskmem_ros.training.rewards import combined_reward, make_judge_fidelity_reward
+
+        judge = make_judge_fidelity_reward(make_engine(cfg, args.judge_fidelity), clips)
+        terms = [
+            (judge if fn.__name__ == "fidelity_reward" else fn, w) for fn, w in combined_reward(tcfg.rewards, embedder)
+        ]
+        override = ([fn for fn, _ in terms], [w for _, w in terms])
     rep.progress("train", 0.05, {"steps": args.steps or tcfg.phase1.steps})
     result = run_phase1(
         args.model,
@@ -193,6 +203,7 @@ def cmd_phase1(args: argparse.Namespace, rep: Reporter) -> int:
         output_dir=args.output_dir,
         embedder=embedder,
         max_steps=args.steps,
+        reward_override=override,
     )
     rep.emit(
         "done",
@@ -217,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p1 = sub.add_parser("phase1", help="GRPO on memory quality (how to memorize)")
     p1.add_argument("--params", required=True, help="ROS 2 params file (node 'tuner')")
     p1.add_argument("--model", required=True, help="base checkpoint directory (or hub id)")
+    p1.add_argument(
+        "--judge-fidelity",
+        choices=("qwen3vl", "openai"),
+        help="score fidelity with a judge model that sees the frames (model.* or endpoint.*) instead of the transcript",
+    )
     p1.add_argument("--clips-dir", required=True, help="kept clips to train on")
     p1.add_argument("--output-dir", required=True, help="where the tuned weights / LoRA go")
     p1.add_argument("--steps", type=int, help="override phase1.steps")

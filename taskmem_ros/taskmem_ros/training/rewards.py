@@ -270,6 +270,85 @@ def make_coverage_reward(embedder: Embedder, threshold: float = 0.5) -> RewardFn
     return _named(coverage_reward, "coverage_reward")
 
 
+JUDGE_FIDELITY_PROMPT = """Below are numbered statements someone wrote about this clip. Looking at the frames and \
+the transcript, which statements are supported by what is seen or heard? Reply with JSON only: \
+{"supported": [numbers of the supported statements]}"""
+
+
+def read_supported(text: str, n: int) -> set[int] | None:
+    """The statement numbers (1-based, within 1..n) a judge called supported; None if unreadable."""
+    from taskmem_ros.policy.parsing import extract_json, strip_thinking
+
+    body, _ = strip_thinking(text or "")
+    try:
+        value, _ = extract_json(body)
+    except ValueError:
+        return None
+    items = value.get("supported") if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        return None
+    return {int(i) for i in items if isinstance(i, (int, float)) and not isinstance(i, bool) and 1 <= i <= n}
+
+
+def judge_fidelity_messages(clip: Any, entries: Sequence[str]) -> list[dict[str, Any]]:
+    """The judge's chat: the clip's keyframes as video, its transcript, the numbered entries."""
+    from taskmem_ros.config import PolicyConfig
+    from taskmem_ros.llm.base import text_part
+    from taskmem_ros.policy.prompt import clip_messages
+    from taskmem_ros.types import PolicyContext
+
+    video = clip_messages(clip, PolicyContext(), PolicyConfig())[1]["content"][:-1]  # keyframes, no instructions
+    transcript = " ".join(s.text for s in clip.transcript) or "(no speech)"
+    listing = "\n".join(f"{k}. {e}" for k, e in enumerate(entries, 1))
+    return [
+        {
+            "role": "user",
+            "content": [*video, text_part(f"Transcript: {transcript}\n{JUDGE_FIDELITY_PROMPT}\n{listing}")],
+        }
+    ]
+
+
+def make_judge_fidelity_reward(engine: Any, clips: Sequence[Any], *, max_new_tokens: int = 64) -> RewardFn:
+    """Fidelity when no reference text exists: a judge model (any ``ChatEngine``, e.g. the base
+    Qwen3-VL or an endpoint) looks at the clip's keyframes + transcript and names the entries
+    it sees supported. Needs the dataset column ``clip_index`` (``Clip.index`` of ``clips``).
+    Unreadable judge output or a failed request scores 0 for that completion (counted in
+    ``reward.stats``); all completions of a call go to the judge as one batch."""
+    from collections import Counter
+
+    from taskmem_ros.llm.base import ChatRequest
+
+    by_index = {int(c.index): c for c in clips}
+    stats: Counter[str] = Counter()
+
+    def judge_fidelity_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        indices = _column(kwargs, "clip_index", len(completions))
+        out: list[float] = [0.0] * len(completions)
+        asks: list[tuple[int, int, ChatRequest]] = []
+        for i, (c, ci) in enumerate(zip(completions, indices, strict=True)):
+            entries = entry_texts(c) or []
+            clip = by_index.get(int(ci)) if ci is not None else None
+            if not entries or clip is None:
+                stats["judge_fidelity_skipped"] += 1
+                continue
+            msgs = judge_fidelity_messages(clip, entries)
+            asks.append((i, len(entries), ChatRequest(msgs, max_new_tokens=max_new_tokens, use_adapter=False)))
+        if not asks:
+            return out
+        gens = engine.generate([r for _, _, r in asks])
+        for (i, n, _), gen in zip(asks, gens, strict=True):
+            ok = None if gen.finish_reason == "error" else read_supported(gen.text, n)
+            if ok is None:
+                stats["judge_fidelity_unreadable"] += 1
+                continue
+            out[i] = len(ok) / n
+        return out
+
+    fn = _named(judge_fidelity_reward, "judge_fidelity_reward")
+    fn.stats = stats  # type: ignore[attr-defined]
+    return fn
+
+
 # -- combining --------------------------------------------------------------------------------
 def combined_reward(cfg: RewardConfig, embedder: Embedder) -> list[tuple[RewardFn, float]]:
     """(reward function, weight) for every term with a positive weight, in a fixed order."""

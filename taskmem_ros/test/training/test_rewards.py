@@ -138,3 +138,39 @@ def test_paraphrase_supported_with_minilm(minilm) -> None:  # type: ignore[no-un
     semantic = make_fidelity_reward(minilm, threshold=0.5)
     assert lexical([paraphrase], reference=[reference]) == [0.0]  # different words: hashing misses it
     assert semantic([paraphrase, unrelated], reference=[reference] * 2) == [1.0, 0.0]
+
+
+def test_read_supported() -> None:
+    from taskmem_ros.training.rewards import read_supported
+
+    assert read_supported('{"supported": [1, 3]}', 3) == {1, 3}
+    assert read_supported('<think>hmm</think>{"supported": [2, 9, "x", true]}', 3) == {2}
+    assert read_supported("[1]", 2) == {1}
+    assert read_supported("none of them", 2) is None
+
+
+def test_judge_fidelity_reward_with_a_real_tiny_judge(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A tiny Qwen3-VL taught to call only the first statement supported: the reward is the
+    supported share; a random-weight judge's unreadable output scores 0 and is counted."""
+    from tiny_models import synthetic_clip
+
+    from taskmem_ros.config import ModelConfig
+    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, teach
+    from taskmem_ros.llm.transformers_engine import TransformersEngine
+    from taskmem_ros.training.rewards import judge_fidelity_messages, make_judge_fidelity_reward
+
+    clips = [synthetic_clip(i, "The keys are on the table.") for i in range(2)]
+    entries = ["The keys are on the table.", "A dragon flies over the house."]
+    completion = json.dumps({"entries": [{"kind": "episodic", "text": e} for e in entries]})
+    model = build_tiny_qwen3vl(tmp_path / "judge", seed=0)
+    cfg = ModelConfig(model_id=str(model), device_map="cpu", max_pixels=64 * 64)
+    raw = make_judge_fidelity_reward(TransformersEngine(cfg), clips)
+    assert raw([completion], clip_index=[0]) == [0.0] and raw.stats["judge_fidelity_unreadable"] == 1  # type: ignore[attr-defined]
+    teach(
+        model,
+        [(judge_fidelity_messages(c, entries), '{"supported": [1]}') for c in clips],
+        steps=40,
+        max_pixels=64 * 64,
+    )
+    reward = make_judge_fidelity_reward(TransformersEngine(cfg), clips)
+    assert reward([completion, completion, "garbage"], clip_index=[0, 1, 0]) == [0.5, 0.5, 0.0]

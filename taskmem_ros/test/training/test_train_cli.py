@@ -147,17 +147,18 @@ def test_real_small_run_prints_done_with_matching_sha(logged: dict[str, Any]) ->
 
 @pytest.mark.slow
 def test_phase1_cli_trains_a_lora_on_kept_clips(logged: dict[str, Any], taught_qwen3vl: Path) -> None:
-    """`taskmem-train phase1` end to end: kept clips -> GRPO (1 step) -> a LoRA adapter directory."""
+    """`taskmem-train phase1` end to end: kept clips -> GRPO (1 step) -> a LoRA adapter directory,
+    with fidelity scored by a judge model looking at the frames (the same tiny model here)."""
     params = _params(
         logged["tmp"] / "p1.yaml",
         store={"url": f"sqlite:///{logged['db']}", "embedder": "hash"},
-        model={"device_map": "cpu"},
+        model={"device_map": "cpu", "model_id": str(taught_qwen3vl), "max_pixels": 4096},
         phase1={"num_generations": 2, "batch_size": 1, "max_new_tokens": 48},  # the smallest GRPO group
     )
     out = logged["tmp"] / "phase1_out"
     code, events, err = _train(
         "phase1", "--params", str(params), "--model", str(taught_qwen3vl), "--clips-dir", str(logged["clips"]),
-        "--output-dir", str(out), "--steps", "1", "--json-progress",
+        "--output-dir", str(out), "--steps", "1", "--json-progress", "--judge-fidelity", "qwen3vl",
     )  # fmt: skip
     assert code == 0, err[-2000:]
     done = events[-1]
