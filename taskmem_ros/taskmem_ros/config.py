@@ -441,8 +441,8 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
     return value
 
 
-def from_flat(cls: type[T], flat: dict[str, Any]) -> T:
-    """Inverse of :func:`to_flat` (ROS parameters arrive flat)."""
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted names -> nested mappings (``{"store.url": u}`` -> ``{"store": {"url": u}}``)."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         node = nested
@@ -450,7 +450,12 @@ def from_flat(cls: type[T], flat: dict[str, Any]) -> T:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return from_nested(cls, nested)
+    return nested
+
+
+def from_flat(cls: type[T], flat: dict[str, Any]) -> T:
+    """Inverse of :func:`to_flat` (ROS parameters arrive flat)."""
+    return from_nested(cls, nest(flat))
 
 
 def read_params_file(path: str | Path, node: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 
 from taskmem_interfaces.msg import AdapterInfo
 from taskmem_interfaces.srv import LoadAdapter
-from taskmem_ros.config import ConfigError, TrainingConfig, from_flat, to_flat
+from taskmem_ros.config import ConfigError, TrainingConfig, from_flat, nest, to_flat
 from taskmem_ros.nodes.conversions import ns_to_time
 from taskmem_ros.nodes.lifecycle import run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
@@ -222,14 +222,7 @@ class TunerNode(LifecycleNode):
         return self._run is not None
 
     def _params_file(self) -> str:
-        flat = {**to_flat(self._cfg), **to_flat(self._tcfg)}
-        nested: dict[str, Any] = {}
-        for key, value in flat.items():
-            node = nested
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
+        nested = nest({**to_flat(self._cfg), **to_flat(self._tcfg)})
         fd, path = tempfile.mkstemp(prefix="taskmem-tuner-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump({"tuner": {"ros__parameters": nested}}, f, sort_keys=False)

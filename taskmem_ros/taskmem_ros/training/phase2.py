@@ -376,6 +376,24 @@ def _evaluate(
     return out
 
 
+def _evaluate_with(
+    engine: Any,
+    adapter: Path,
+    clips: list[Clip],
+    contexts: list[PolicyContext],
+    reward: TaskReward,
+    held: list[TaskRecord],
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """Held-out metrics with ``adapter`` applied; the engine's previous adapter is restored."""
+    previous = engine.active_meta
+    engine.load_adapter(str(adapter))
+    try:
+        return _evaluate(engine, clips, contexts, reward, held, **common)
+    finally:
+        engine.load_adapter(previous.path if previous is not None else "")
+
+
 def run_phase2(
     cfg: TaskMemConfig,
     tcfg: TrainingConfig,
@@ -451,10 +469,23 @@ def run_phase2(
 
         if p2.adapter == "lora":
             return _finish_lora(
-                cfg, tcfg, engine=engine, store=store, stream=stream, clips=clips, contexts=contexts,
-                train_pos=train_pos, train_reward=train_reward, held_reward=held_reward, held=held,
-                before=before, common=common, report=report, n_tasks=len(tasks), n_train=len(train_tasks),
-            )  # fmt: skip
+                cfg,
+                tcfg,
+                engine=engine,
+                store=store,
+                stream=stream,
+                clips=clips,
+                contexts=contexts,
+                train_pos=train_pos,
+                train_reward=train_reward,
+                held_reward=held_reward,
+                held=held,
+                before=before,
+                common=common,
+                report=report,
+                n_tasks=len(tasks),
+                n_train=len(train_tasks),
+            )
 
         def on_step(step: int, loss: float) -> None:
             report("train", 0.3 + 0.5 * step / p2.steps, {"step": step, "loss": loss})
@@ -494,12 +525,7 @@ def run_phase2(
         save_steering(path, vector, base_model=engine.model_id, layer=layer, scale=p2.scale, adapter_id=adapter_id)
         if held:
             report("evaluate_after", 0.85, {"adapter_id": adapter_id})
-            previous = engine.active_meta
-            engine.load_adapter(str(path))
-            try:
-                after = _evaluate(engine, clips, contexts, held_reward, held, **common)
-            finally:
-                engine.load_adapter(previous.path if previous is not None else "")
+            after = _evaluate_with(engine, path, clips, contexts, held_reward, held, common)
             metrics.update({f"after_{k}": v for k, v in after.items()})
         metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         # the final artifact carries its metrics; written atomically (again) before registering
@@ -578,17 +604,17 @@ def _finish_lora(
         )
         staged = work / "adapter"
         shutil.copytree(adapter_dir, staged)
-        metrics: dict[str, Any] = {"tasks": n_tasks, "train_tasks": n_train, "held_out_tasks": len(held),
-                                   "clips": len(clips), "train_clips": len(train_pos)}  # fmt: skip
+        metrics: dict[str, Any] = {
+            "tasks": n_tasks,
+            "train_tasks": n_train,
+            "held_out_tasks": len(held),
+            "clips": len(clips),
+            "train_clips": len(train_pos),
+        }
         metrics.update({f"before_{k}": v for k, v in before.items()})
         if held:
             report("evaluate_after", 0.85, {"adapter_id": adapter_id})
-            previous = engine.active_meta
-            engine.load_adapter(str(staged))
-            try:
-                after = _evaluate(engine, clips, contexts, held_reward, held, **common)
-            finally:
-                engine.load_adapter(previous.path if previous is not None else "")
+            after = _evaluate_with(engine, staged, clips, contexts, held_reward, held, common)
             metrics.update({f"after_{k}": v for k, v in after.items()})
         metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         sidecar = {"adapter_id": adapter_id, "metrics": metrics, "phase": 2, "stream": stream}
