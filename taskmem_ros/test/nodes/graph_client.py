@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -89,3 +90,45 @@ class GraphClient:
         self.executor.shutdown(timeout_sec=5)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+class Watcher:
+    """Collects /tuner/progress (JSON) and the latched /tuner/adapter on the client's node."""
+
+    def __init__(self, client: Any, ns: str = "") -> None:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import String
+
+        from taskmem_interfaces.msg import AdapterInfo
+
+        self.events: list[dict[str, Any]] = []
+        self.adapters: list[Any] = []
+        self._lock = threading.Lock()
+        latched = QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        client.node.create_subscription(String, f"{ns}/tuner/progress", self._on_progress, reliable)
+        client.node.create_subscription(AdapterInfo, f"{ns}/tuner/adapter", self._on_adapter, latched)
+
+    def _on_progress(self, msg: Any) -> None:
+        with self._lock:
+            self.events.append(json.loads(msg.data))
+
+    def _on_adapter(self, msg: Any) -> None:
+        with self._lock:
+            self.adapters.append(msg)
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout_s: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                hit = next((e for e in self.events if pred(e)), None)
+            if hit is not None:
+                return hit
+            time.sleep(0.05)
+        raise AssertionError(f"no matching progress event in {timeout_s}s; got {self.events}")
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()

@@ -4,8 +4,8 @@ accepts it or refuses it (wrong base model) while the tuner reports and carries 
 
 Process handling (crash, skip, refusal, triggers) is driven by a small training script that speaks
 the taskmem-train JSON protocol and writes a real steering adapter with save_steering, so each
-outcome can be forced; the last test runs the real `taskmem-train phase2` through the tuner to
-the robot, with nothing stood in.
+outcome can be forced; test_tuner_real.py runs the real `taskmem-train phase2` through the tuner
+to the robot, with nothing stood in.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,55 +64,13 @@ emit(event="done", adapter_id=adapter_id, path=str(path), sha256=adapter_sha256(
 '''
 
 
-class Watcher:
-    """Collects /tuner/progress (JSON) and the latched /tuner/adapter on the client's node."""
-
-    def __init__(self, client: Any, ns: str = "") -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from std_msgs.msg import String
-
-        from taskmem_interfaces.msg import AdapterInfo
-
-        self.events: list[dict[str, Any]] = []
-        self.adapters: list[Any] = []
-        self._lock = threading.Lock()
-        latched = QoSProfile(
-            depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
-        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        client.node.create_subscription(String, f"{ns}/tuner/progress", self._on_progress, reliable)
-        client.node.create_subscription(AdapterInfo, f"{ns}/tuner/adapter", self._on_adapter, latched)
-
-    def _on_progress(self, msg: Any) -> None:
-        with self._lock:
-            self.events.append(json.loads(msg.data))
-
-    def _on_adapter(self, msg: Any) -> None:
-        with self._lock:
-            self.adapters.append(msg)
-
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout_s: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                hit = next((e for e in self.events if pred(e)), None)
-            if hit is not None:
-                return hit
-            time.sleep(0.05)
-        raise AssertionError(f"no matching progress event in {timeout_s}s; got {self.events}")
-
-    def clear(self) -> None:
-        with self._lock:
-            self.events.clear()
-
-
 def _write_mode(path: Path, **mode: Any) -> None:
     path.write_text(json.dumps(mode))
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3vl: Path) -> Iterator[dict[str, Any]]:
-    from graph_client import GraphClient
+    from graph_client import GraphClient, Watcher
 
     from taskmem_ros.nodes.bringup import bringup_process
 
@@ -283,103 +240,3 @@ def test_every_n_tasks_triggers_a_run(graph: dict[str, Any]) -> None:
     assert delivered["event"] == "delivered" and delivered["active"] == "tuned-v2"
     time.sleep(1.5)  # no new tasks since: no second automatic run
     assert sum(e["event"] == "started" for e in watcher.events) == 1
-
-
-@pytest.mark.slow
-def test_real_phase2_through_the_tuner_reaches_the_robot(tmp_path: Path) -> None:
-    """No stand-in: the tuner's default command (`taskmem-train phase2`) trains a steering adapter
-    from the tasks and clips the robot logged, and the robot's memorizer accepts it."""
-    from graph_client import GraphClient
-    from tiny_models import synthetic_clip
-
-    from taskmem_ros.config import PolicyConfig, StoreConfig
-    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, teach
-    from taskmem_ros.nodes.bringup import bringup_process
-    from taskmem_ros.policy.prompt import clip_messages
-    from taskmem_ros.store import EpisodicStore
-    from taskmem_ros.training.clip_archive import ClipArchive
-    from taskmem_ros.types import MemoryDraft, PolicyContext
-
-    db, clips_dir, adapters = tmp_path / "memory.db", tmp_path / "clips", tmp_path / "adapters"
-    adapters.mkdir()
-    speech = ["The keys are on the kitchen table.", "The spare battery is in the blue cabinet.", "Meeting at three."]
-    archive = ClipArchive(clips_dir)
-    with EpisodicStore(StoreConfig(url=f"sqlite:///{db}", embedder="hash")) as store:  # what deployment left
-        for i, s in enumerate(speech):
-            clip = synthetic_clip(i, s)
-            archive.save(clip)
-            recs = store.add_entries("robot", [MemoryDraft(text=s, start_ns=clip.start_ns, end_ns=clip.end_ns)])
-            store.log_task(f"What about item {i}?", asked_at_ns=clip.end_ns + 5 * 10**9, answer=s,
-                           evidence_ids=[r.id for r in recs], stream="robot")  # fmt: skip
-    # a policy that memorizes either the spoken fact or an unrelated line: the candidates differ
-    model = build_tiny_qwen3vl(tmp_path / "model", seed=0)
-    pcfg = PolicyConfig(backend="qwen3vl", max_new_tokens=40, context_size=0)
-    examples = []
-    for i, s in enumerate(speech):
-        messages = clip_messages(synthetic_clip(i, s), PolicyContext(), pcfg)
-        examples.append((messages, json.dumps({"entries": [{"kind": "semantic", "text": s}]})))
-        examples.append((messages, json.dumps({"entries": [{"kind": "episodic", "text": "A grey wall."}]})))
-    teach(model, examples, steps=40)
-    model_cfg = {"model_id": str(model), "device_map": "cpu", "max_pixels": 64 * 64}
-
-    params = yaml.safe_load((PKG / "config" / "robot.yaml").read_text())
-    shared = params["/**"]["ros__parameters"]
-    shared["store"] = {"url": f"sqlite:///{db}", "embedder": "hash"}
-    shared["policy"] = {"backend": "qwen3vl", "batch_size": 1, "max_new_tokens": 40, "context_size": 0}
-    shared["model"] = model_cfg
-    shared["adapter"] = {"allowed_dir": str(adapters)}
-    robot_params = tmp_path / "robot.yaml"
-    robot_params.write_text(yaml.safe_dump(params))
-    tuner_params = tmp_path / "tuner.yaml"
-    tuner_params.write_text(yaml.safe_dump({"tuner": {"ros__parameters": {
-        "stream": "robot",
-        "store": {"url": f"sqlite:///{db}", "embedder": "hash"},
-        "ingest": {"keep_clips_dir": str(clips_dir)},
-        "policy": {"backend": "qwen3vl", "max_new_tokens": 40, "context_size": 0},
-        "model": model_cfg,
-        "phase2": {"adapters_dir": str(adapters), "min_tasks": 2, "candidates": 3, "steps": 3,
-                   "holdout_fraction": 0.0, "max_clips": 3, "layer": 1},
-        "every_n_tasks": 0,
-        "delivery_wait_s": 30.0,
-        "autostart": True,
-    }}}))  # fmt: skip
-    with bringup_process(robot_params, tmp_path / "bringup.log"):
-        log = open(tmp_path / "tuner.log", "w")  # noqa: SIM115
-        tuner = subprocess.Popen(
-            [sys.executable, "-m", "taskmem_ros.nodes.tuner_node", "--ros-args", "--params-file", str(tuner_params)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        client = GraphClient("tuner_real_probe")
-        watcher = Watcher(client)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if client.trigger("/tuner/run_phase2", timeout_s=5)["message"] == "started":
-                        break
-                except (AssertionError, TimeoutError):
-                    pass
-                time.sleep(0.5)
-            done = watcher.wait_for(lambda e: e["event"] in ("done", "error", "skipped"), timeout_s=400)
-            assert done["event"] == "done", (done, (tmp_path / "tuner.log").read_text()[-3000:])
-            delivered = watcher.wait_for(lambda e: e["event"] in ("delivered", "delivery_refused"), timeout_s=120)
-            assert delivered["event"] == "delivered" and delivered["active"] == done["adapter_id"], delivered
-            stages = {e.get("stage") for e in watcher.events if e["event"] == "progress"}
-            assert {"sample", "train", "register"} <= stages
-            deadline = time.monotonic() + 10
-            while (not client.adapters or client.adapters[-1].adapter_id != done["adapter_id"]) and (
-                time.monotonic() < deadline
-            ):
-                time.sleep(0.05)
-            assert client.adapters[-1].adapter_id == done["adapter_id"]  # the robot runs the new adapter
-            assert client.adapters[-1].sha256 == done["sha256"]
-        finally:
-            client.close()
-            tuner.send_signal(signal.SIGINT)
-            try:
-                tuner.wait(30)
-            except subprocess.TimeoutExpired:
-                tuner.kill()
-            log.close()
