@@ -24,7 +24,7 @@ from taskmem_ros.config import ConfigError
 from taskmem_ros.llm.base import EngineError
 from taskmem_ros.memorizer import Memorizer
 from taskmem_ros.nodes.conversions import adapter_to_msg, record_to_msg
-from taskmem_ros.nodes.lifecycle import run, schedule_autostart
+from taskmem_ros.nodes.lifecycle import LATCHED_QOS, run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.policy.base import make_policy
 from taskmem_ros.store import EpisodicStore, StoreError
@@ -90,10 +90,7 @@ class MemorizerNode(LifecycleNode):
         self._cfg = cfg
         self._pub = self.create_lifecycle_publisher(MemoryEntry, self._extra["memory_topic"], 100)
         self._memorizer = Memorizer(cfg, self._store, policy, on_committed=self._publish)
-        latched = QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
-        self._adapter_pub = self.create_publisher(AdapterInfo, self._extra["adapter_topic"], latched)
+        self._adapter_pub = self.create_publisher(AdapterInfo, self._extra["adapter_topic"], LATCHED_QOS)
         if cfg.adapter.path:
             try:
                 swap = self._memorizer.load_adapter(cfg.adapter.path, cfg.adapter.sha256)

@@ -31,7 +31,6 @@ from typing import Any
 import yaml
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -39,7 +38,7 @@ from taskmem_interfaces.msg import AdapterInfo
 from taskmem_interfaces.srv import LoadAdapter
 from taskmem_ros.config import ConfigError, TrainingConfig, from_flat, nest, to_flat
 from taskmem_ros.nodes.conversions import ns_to_time
-from taskmem_ros.nodes.lifecycle import run, schedule_autostart
+from taskmem_ros.nodes.lifecycle import LATCHED_QOS, run, schedule_autostart
 from taskmem_ros.nodes.params import declare_config, read_config
 from taskmem_ros.store import EpisodicStore, StoreError
 
@@ -117,10 +116,7 @@ class TunerNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._cfg = cfg
         self._progress_pub = self.create_publisher(String, self._extra["progress_topic"], 50)
-        latched = QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
-        self._adapter_pub = self.create_publisher(AdapterInfo, self._extra["adapter_topic"], latched)
+        self._adapter_pub = self.create_publisher(AdapterInfo, self._extra["adapter_topic"], LATCHED_QOS)
         self._load_client = self.create_client(
             LoadAdapter, self._extra["robot_load_adapter_service"], callback_group=self._client_group
         )

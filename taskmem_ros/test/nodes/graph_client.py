@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -132,3 +138,24 @@ class Watcher:
     def clear(self) -> None:
         with self._lock:
             self.events.clear()
+
+
+@contextlib.contextmanager
+def tuner_process(params: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The tuner node as its own process (as deployed), stopped with SIGINT."""
+    with open(log_path, "w") as log:
+        tuner = subprocess.Popen(
+            [sys.executable, "-m", "taskmem_ros.nodes.tuner_node", "--ros-args", "--params-file", str(params)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        try:
+            yield tuner
+        finally:
+            tuner.send_signal(signal.SIGINT)
+            try:
+                tuner.wait(30)
+            except subprocess.TimeoutExpired:
+                tuner.kill()
+                tuner.wait(10)

@@ -11,9 +11,6 @@ to the robot, with nothing stood in.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -70,7 +67,7 @@ def _write_mode(path: Path, **mode: Any) -> None:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3vl: Path) -> Iterator[dict[str, Any]]:
-    from graph_client import GraphClient, Watcher
+    from graph_client import GraphClient, Watcher, tuner_process
 
     from taskmem_ros.nodes.bringup import bringup_process
 
@@ -112,14 +109,10 @@ def graph(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3vl: Path) -> Itera
             }
         )
     )
-    with bringup_process(robot_params, tmp / "bringup.log"):
-        log = open(tmp / "tuner.log", "w")  # noqa: SIM115
-        tuner = subprocess.Popen(
-            [sys.executable, "-m", "taskmem_ros.nodes.tuner_node", "--ros-args", "--params-file", str(tuner_params)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
+    with (
+        bringup_process(robot_params, tmp / "bringup.log"),
+        tuner_process(tuner_params, tmp / "tuner.log") as tuner,
+    ):
         client = GraphClient("tuner_probe")
         watcher = Watcher(client)
         try:
@@ -135,13 +128,7 @@ def graph(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3vl: Path) -> Itera
             }
         finally:
             client.close()
-            tuner.send_signal(signal.SIGINT)
-            try:
-                tuner.wait(30)
-            except subprocess.TimeoutExpired:
-                tuner.kill()
-            log.close()
-        assert tuner.returncode == 0, (tmp / "tuner.log").read_text()[-3000:]
+    assert tuner.returncode == 0, (tmp / "tuner.log").read_text()[-3000:]
 
 
 def test_run_progress_adapter_and_delivery(graph: dict[str, Any]) -> None:

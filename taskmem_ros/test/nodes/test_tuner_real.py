@@ -5,10 +5,6 @@ Its own module, so no other tuner or memorizer of a module-scoped fixture shares
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +20,7 @@ PKG = Path(__file__).resolve().parents[2]
 def test_real_phase2_through_the_tuner_reaches_the_robot(tmp_path: Path) -> None:
     """No stand-in: the tuner's default command (`taskmem-train phase2`) trains a steering adapter
     from the tasks and clips the robot logged, and the robot's memorizer accepts it."""
-    from graph_client import GraphClient, Watcher
+    from graph_client import GraphClient, Watcher, tuner_process
     from tiny_models import synthetic_clip
 
     from taskmem_ros.config import PolicyConfig, StoreConfig
@@ -78,14 +74,10 @@ def test_real_phase2_through_the_tuner_reaches_the_robot(tmp_path: Path) -> None
         "delivery_wait_s": 30.0,
         "autostart": True,
     }}}))  # fmt: skip
-    with bringup_process(robot_params, tmp_path / "bringup.log"):
-        log = open(tmp_path / "tuner.log", "w")  # noqa: SIM115
-        tuner = subprocess.Popen(
-            [sys.executable, "-m", "taskmem_ros.nodes.tuner_node", "--ros-args", "--params-file", str(tuner_params)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
+    with (
+        bringup_process(robot_params, tmp_path / "bringup.log"),
+        tuner_process(tuner_params, tmp_path / "tuner.log"),
+    ):
         client = GraphClient("tuner_real_probe")
         watcher = Watcher(client)
         try:
@@ -112,9 +104,3 @@ def test_real_phase2_through_the_tuner_reaches_the_robot(tmp_path: Path) -> None
             assert client.adapters[-1].sha256 == done["sha256"]
         finally:
             client.close()
-            tuner.send_signal(signal.SIGINT)
-            try:
-                tuner.wait(30)
-            except subprocess.TimeoutExpired:
-                tuner.kill()
-            log.close()
