@@ -106,7 +106,29 @@ def taught_qwen3vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = build_tiny_qwen3vl(tmp_path_factory.mktemp("taught_qwen3vl"), moe=False, seed=0)
     cfg = PolicyConfig(backend="qwen3vl")
     speech = ["", "The keys are on the table.", "Hello robot.", "Meeting at three."]
-    examples = [
-        (clip_messages(synthetic_clip(i, s), PolicyContext(), cfg), TAUGHT_RESPONSE) for i, s in enumerate(speech)
-    ]
+    clips = [synthetic_clip(i, s) for i, s in enumerate(speech)]
+    clips += [_footage_clip(i, s) for i, s in enumerate(speech)]  # what the graph tests replay: vtest.avi
+    examples = [(clip_messages(c, PolicyContext(), cfg), TAUGHT_RESPONSE) for c in clips]
     return teach(path, examples, steps=60)
+
+
+def _footage_clip(index: int, speech: str):  # type: ignore[no-untyped-def]
+    """A 10 s clip of real vtest.avi keyframes (1 per second, from second 10 * index), so the
+    taught model answers alike on the footage the graph tests replay, whatever frames the
+    segmenter happens to keep under load."""
+    import cv2
+
+    from taskmem_ros.demo_media import find_sample_video
+    from taskmem_ros.types import Clip, TranscriptSegment, VideoFrame
+
+    cap = cv2.VideoCapture(str(find_sample_video("vtest.avi")))
+    start = index * 10 * 10**9
+    frames = []
+    for k in range(10):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, (index * 10 + k) * 10)  # vtest.avi is 10 fps
+        ok, bgr = cap.read()
+        if ok:
+            frames.append(VideoFrame(start + k * 10**9, bgr[:, :, ::-1].copy()))
+    cap.release()
+    transcript = [TranscriptSegment(start + 10**9, start + 3 * 10**9, speech)] if speech else []
+    return Clip("robot", index, start, start + 10 * 10**9, keyframes=frames, transcript=transcript)
