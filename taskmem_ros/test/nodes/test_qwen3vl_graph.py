@@ -31,7 +31,7 @@ def _replay(bag: Path) -> None:
 
 @pytest.fixture(scope="module")
 def graph(
-    tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, object], taught_qwen3vl: Path
+    tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, object], taught_qwen3vl_footage: Path
 ) -> Iterator[dict]:
     from graph_client import GraphClient
 
@@ -54,7 +54,7 @@ def graph(
     )
     assert later.frames == 100
     rng = np.random.default_rng(0)
-    model = str(taught_qwen3vl)
+    model = str(taught_qwen3vl_footage)
     # a gentle vector (norm ~1e-3): memories stay well-formed, the adapter id must still be stamped
     good = save_steering(adapters / "focus-v1.safetensors", rng.normal(size=64) * 1e-4, base_model=model, layer=1)
     params = yaml.safe_load((PKG / "config" / "robot.yaml").read_text())
