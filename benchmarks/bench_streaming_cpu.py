@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "taskmem_ros"))
 
-from taskmem_ros.evaluation.cli import run_ci  # noqa: E402
+from taskmem_ros.evaluation.ci import run_ci  # noqa: E402
 from taskmem_ros.evaluation.metrics import score  # noqa: E402
 
 

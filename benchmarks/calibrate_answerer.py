@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "taskmem_ros"))
 
 from taskmem_ros.answer import RetrievalAnswerer, calibrate_threshold  # noqa: E402
-from taskmem_ros.cli.replay import feed_bag  # noqa: E402
+from taskmem_ros.bags.feed import feed_bag  # noqa: E402
 from taskmem_ros.config import AnswerConfig, TaskMemConfig  # noqa: E402
 from taskmem_ros.demo_media import DEMO_QA, build_demo_bag  # noqa: E402
 from taskmem_ros.memorizer import Memorizer  # noqa: E402
-from taskmem_ros.policy.base import make_policy  # noqa: E402
+from taskmem_ros.policy.factory import make_policy  # noqa: E402
 from taskmem_ros.store import EpisodicStore  # noqa: E402
 
 UNANSWERABLE = (

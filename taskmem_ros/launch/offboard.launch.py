@@ -3,46 +3,18 @@
     ros2 launch taskmem_ros offboard.launch.py robot_namespace:=robot1 \
         params_file:=$(ros2 pkg prefix taskmem_ros)/share/taskmem_ros/config/offboard.yaml
 
-The tuner is a managed lifecycle node, configured and activated by launch events (as in
-robot.launch.py). Its adapters go to ``/<robot_namespace>/memorizer/load_adapter``.
+The tuner is a managed lifecycle node brought to active by ``launch_support.lifecycle_node``
+(as in robot.launch.py). Its adapters go to ``/<robot_namespace>/memorizer/load_adapter``.
 """
 
 import os
 
 import launch
 import launch.actions
-import launch.events
-import lifecycle_msgs.msg
 from ament_index_python.packages import get_package_share_directory
 from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import LifecycleNode
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
 
-
-def _lifecycle_to_active(node):
-    """Emit configure now, and activate once the node reports 'inactive'."""
-    configure = launch.actions.EmitEvent(
-        event=ChangeState(
-            lifecycle_node_matcher=launch.events.matches_action(node),
-            transition_id=lifecycle_msgs.msg.Transition.TRANSITION_CONFIGURE,
-        )
-    )
-    activate_when_inactive = launch.actions.RegisterEventHandler(
-        OnStateTransition(
-            target_lifecycle_node=node,
-            goal_state="inactive",
-            entities=[
-                launch.actions.EmitEvent(
-                    event=ChangeState(
-                        lifecycle_node_matcher=launch.events.matches_action(node),
-                        transition_id=lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE,
-                    )
-                )
-            ],
-        )
-    )
-    return [activate_when_inactive, configure]
+from taskmem_ros.launch_support import lifecycle_node
 
 
 def generate_launch_description():
@@ -60,7 +32,7 @@ def generate_launch_description():
         "robot_load_adapter_service": load_adapter,
     }
 
-    tuner = LifecycleNode(
+    tuner = lifecycle_node(
         package="taskmem_ros",
         executable="tuner_node",
         name="tuner",
@@ -82,7 +54,6 @@ def generate_launch_description():
                 default_value="",
                 description="namespace of the robot whose memorizer gets the adapters ('' = none)",
             ),
-            tuner,
-            *_lifecycle_to_active(tuner),
+            *tuner,
         ]
     )

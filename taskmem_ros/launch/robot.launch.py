@@ -4,7 +4,11 @@
     ros2 launch taskmem_ros robot.launch.py one_process:=true \
         params_file:=$(ros2 pkg prefix taskmem_ros)/share/taskmem_ros/config/qwen3vl_onboard.yaml
 
-Both nodes are configured and activated by launch events (no separate lifecycle manager).
+Both nodes are brought to active by ``taskmem_ros.launch_support.lifecycle_node``: launch_ros's
+``LifecycleNode(autostart=True)`` where it has it (Jazzy, Kilted), launch events otherwise.
+Camera input follows image_transport naming: ``image_topic`` is the base (``image_transport:=raw``
+subscribes to it, ``compressed`` to ``<base>/compressed``); ``audio_format:=audio_common`` reads
+audio_common_msgs/AudioStamped instead of our AudioChunk.
 ``one_process:=true`` runs both in one process (``taskmem-bringup``, self-activating), so a
 Qwen3-VL policy and answerer share one copy of the weights on the GPU.
 """
@@ -13,39 +17,12 @@ import os
 
 import launch
 import launch.actions
-import launch.events
-import lifecycle_msgs.msg
 from ament_index_python.packages import get_package_share_directory
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
+from launch_ros.actions import Node
 
-
-def _lifecycle_to_active(node):
-    """Emit configure now, and activate once the node reports 'inactive'."""
-    configure = launch.actions.EmitEvent(
-        event=ChangeState(
-            lifecycle_node_matcher=launch.events.matches_action(node),
-            transition_id=lifecycle_msgs.msg.Transition.TRANSITION_CONFIGURE,
-        )
-    )
-    activate_when_inactive = launch.actions.RegisterEventHandler(
-        OnStateTransition(
-            target_lifecycle_node=node,
-            goal_state="inactive",
-            entities=[
-                launch.actions.EmitEvent(
-                    event=ChangeState(
-                        lifecycle_node_matcher=launch.events.matches_action(node),
-                        transition_id=lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE,
-                    )
-                )
-            ],
-        )
-    )
-    return [activate_when_inactive, configure]
+from taskmem_ros.launch_support import lifecycle_node
 
 
 def generate_launch_description():
@@ -56,14 +33,16 @@ def generate_launch_description():
     one_process = LaunchConfiguration("one_process")
     topics = {
         "image_topic": LaunchConfiguration("image_topic"),
+        "image_transport": LaunchConfiguration("image_transport"),
         "compressed_image_topic": LaunchConfiguration("compressed_image_topic"),
         "audio_topic": LaunchConfiguration("audio_topic"),
+        "audio_format": LaunchConfiguration("audio_format"),
     }
     overrides = {
         "use_sim_time": use_sim_time,
     }
 
-    memorizer = LifecycleNode(
+    memorizer = lifecycle_node(
         package="taskmem_ros",
         executable="memorizer_node",
         name="memorizer",
@@ -72,7 +51,7 @@ def generate_launch_description():
         parameters=[params_file, overrides, topics],
         condition=UnlessCondition(one_process),
     )
-    task_server = LifecycleNode(
+    task_server = lifecycle_node(
         package="taskmem_ros",
         executable="task_node",
         name="task_server",
@@ -104,16 +83,20 @@ def generate_launch_description():
             launch.actions.DeclareLaunchArgument(
                 "compressed_image_topic", default_value="", description="CompressedImage topic ('' = off)"
             ),
+            launch.actions.DeclareLaunchArgument(
+                "image_transport", default_value="raw", description="'raw' (<image_topic>) or 'compressed'"
+            ),
             launch.actions.DeclareLaunchArgument("audio_topic", default_value="audio/audio"),
+            launch.actions.DeclareLaunchArgument(
+                "audio_format", default_value="taskmem", description="'taskmem' (AudioChunk) or 'audio_common'"
+            ),
             launch.actions.DeclareLaunchArgument(
                 "one_process",
                 default_value="false",
                 description="run both nodes in one process (one copy of a Qwen3-VL model for policy and answerer)",
             ),
-            memorizer,
-            task_server,
+            *memorizer,
+            *task_server,
             shared,
-            *_lifecycle_to_active(memorizer),
-            *_lifecycle_to_active(task_server),
         ]
     )

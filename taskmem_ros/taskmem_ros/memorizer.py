@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +49,11 @@ STAT_KEYS = (
 )
 
 
+def new_run_id() -> str:
+    """Id of one memorizer run (a boot, a replay): UTC start time + random suffix, sortable."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
 class Memorizer:
     def __init__(
         self,
@@ -62,9 +69,12 @@ class Memorizer:
         self.store = store
         self.policy = policy
         self.on_committed = on_committed
-        self.speech = speech if speech is not None else SpeechPipeline(cfg.segmenter)
+        self.speech = speech if speech is not None else SpeechPipeline(cfg.segmenter, asr_cfg=cfg.asr)
         self.batch_size = max(1, batch_size if batch_size is not None else policy.batch_size)
+        # Clips are stored as (stream, run, index): the segmenter counts from 0 every run.
+        self.run_id = new_run_id()
         self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
+        self.policy_latency_s: float | None = None  # seconds per clip of the last batch (diagnostics)
         self.focus_hints: list[str] = []
         # Transcript from outside the audio (a dataset's subtitles): merged into each clip it overlaps.
         self.subtitles: list[TranscriptSegment] = []
@@ -72,6 +82,7 @@ class Memorizer:
         self._pending: deque[Clip] = deque()
         self._cv = threading.Condition()
         self._busy = False
+        self._progress = 0  # steps the worker finished; flush waits while this moves
         self._stop = False
         self._worker: threading.Thread | None = None
         # Held while a batch is memorized and committed: an adapter swap waits for it, so every
@@ -79,7 +90,7 @@ class Memorizer:
         self._batch_lock = threading.Lock()
         self.archive: Any = None
         if cfg.ingest.keep_clips_dir:  # Phase Two samples new memories for recent clips
-            from taskmem_ros.training.clip_archive import ClipArchive
+            from taskmem_ros.store.clip_archive import ClipArchive
 
             self.archive = ClipArchive(cfg.ingest.keep_clips_dir, cfg.ingest.keep_clips_max)
 
@@ -110,6 +121,7 @@ class Memorizer:
     def _enqueue(self, clips: list[Clip]) -> None:
         limit = self.cfg.ingest.max_pending_clips
         for clip in clips:
+            clip.run = clip.run or self.run_id
             if len(self._pending) >= limit and self._worker is not None:
                 self.stats["clips_dropped_backlog"] += 1
                 dropped = self._pending.popleft() if self.cfg.ingest.drop_policy == "drop_oldest" else clip
@@ -138,14 +150,34 @@ class Memorizer:
             out.extend(self._memorize(batch))
 
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Close the open clip and wait until everything queued is committed."""
+        """Close the open clip and wait until everything queued is committed.
+
+        ``timeout_s`` bounds a stall, not the drain: the wait goes on as long as the worker keeps
+        finishing steps (a clip's speech, a policy batch, a commit), so a slow or loaded machine
+        gives a slower flush, not a failed one; False only after ``timeout_s`` without progress.
+        """
         with self._cv:
             self._enqueue(self._segmenter.flush())
         if self._worker is None:
             self.process_pending()
             return True
+
+        def drained() -> bool:
+            return not self._pending and not self._busy
+
         with self._cv:
-            return self._cv.wait_for(lambda: not self._pending and not self._busy, timeout=timeout_s)
+            while not drained():
+                seen = self._progress
+                # (the lambda runs only within this iteration, so binding `seen` late is right)
+                if not self._cv.wait_for(lambda: drained() or self._progress != seen, timeout=timeout_s):  # noqa: B023
+                    return False
+            return True
+
+    def _tick(self) -> None:
+        """One step of work done (the flush's stall clock restarts)."""
+        with self._cv:
+            self._progress += 1
+            self._cv.notify_all()
 
     def start(self) -> None:
         if self._worker is not None:
@@ -189,12 +221,16 @@ class Memorizer:
         try:
             for clip in clips:
                 self.speech.annotate(clip)
+                self._tick()
                 if self.subtitles:
                     clip.transcript += [
                         s for s in self.subtitles if s.end_ns > clip.start_ns and s.start_ns < clip.end_ns
                     ]
             contexts = [self._context(clip) for clip in clips]
+            t0 = time.perf_counter()
             drafts_per_clip = self.policy.memorize_batch(clips, contexts)
+            self.policy_latency_s = (time.perf_counter() - t0) / max(1, len(clips))
+            self._tick()
         except Exception:  # a broken clip or model must not kill the loop
             log.exception("policy failed on clips %s", [c.index for c in clips])
             self.stats["clips_failed"] += len(clips)
@@ -208,6 +244,7 @@ class Memorizer:
                     clip.end_ns,
                     keyframes=len(clip.keyframes),
                     transcript=" ".join(seg.text for seg in clip.transcript),
+                    run=clip.run or self.run_id,
                 )
                 records = self.store.add_entries(
                     clip.stream,
@@ -221,6 +258,7 @@ class Memorizer:
                 self.stats["store_errors"] += 1
                 continue
             self.stats["clips_memorized"] += 1
+            self._tick()
             self.stats["entries_committed"] += len(records)
             if self.archive is not None:
                 try:

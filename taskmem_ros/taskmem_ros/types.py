@@ -47,6 +47,20 @@ class TranscriptSegment:
     confidence: float = 1.0
 
 
+@dataclass(frozen=True)
+class Detection:
+    """One object a detector found in one keyframe (COCO label, score, box as image fractions).
+
+    Kept on the clip (``Clip.detections``) so every policy - the perception baseline's
+    templated sentences or an LLM's prompt - can use the same evidence.
+    """
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1), fractions of width/height in [0, 1]
+    stamp_ns: int  # the keyframe's stamp
+
+
 @dataclass
 class Clip:
     """A window of the stream handed to the memorization policy as one unit."""
@@ -60,6 +74,8 @@ class Clip:
     audio_rate: int = 16000
     speech_segments: list[tuple[int, int]] = field(default_factory=list)  # VAD (start_ns, end_ns)
     transcript: list[TranscriptSegment] = field(default_factory=list)
+    run: str = ""  # the memorizer run (boot, replay) that cut it: identity is (stream, run, index)
+    detections: list[Detection] = field(default_factory=list)  # per keyframe, filled by the object detector
 
     @property
     def duration_s(self) -> float:

@@ -93,3 +93,45 @@ def test_policy_gets_recent_memory_as_context(tmp_path: Path) -> None:
         mem.flush()
         ctx = policy.contexts[-1]
         assert [r.text for r in ctx.recent_memories] == ["clip 0 memory", "clip 2 memory"]  # as of the clip start
+
+
+class SlowPolicy(MemorizationPolicy):
+    """A model that takes ``step_s`` per clip: a loaded machine, slower than any fixed deadline in total."""
+
+    model_id = "slow-test-policy"
+    batch_size = 1
+
+    def __init__(self, step_s: float) -> None:
+        self.step_s = step_s
+        self.never = threading.Event()
+
+    def memorize_batch(self, clips: Sequence[Clip], contexts: Sequence[PolicyContext]) -> list[list[MemoryDraft]]:
+        self.never.wait(self.step_s)  # the model's compute time
+        return [[MemoryDraft(f"clip {c.index} memory", start_ns=c.start_ns, end_ns=c.end_ns)] for c in clips]
+
+
+def test_flush_waits_while_the_worker_progresses_and_gives_up_only_on_a_stall(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "drop_newest")
+    cfg.ingest = IngestConfig(max_pending_clips=100, drop_policy="drop_newest")
+    with EpisodicStore(cfg.store) as store:
+        # 10 clips at 0.3 s each: ~3 s to drain, longer than the 2 s the flush allows a stall.
+        mem = Memorizer(cfg, store, SlowPolicy(0.3))
+        mem.start()
+        for f in _frames(10):
+            mem.push_frame(f)
+        assert mem.flush(timeout_s=2.0) is True  # a slow machine: a slow flush, not a failed one
+        assert len(store.timeline()) == 10
+        mem.stop(drain=True)
+
+    cfg2 = _cfg(tmp_path / "stall", "drop_newest")
+    (tmp_path / "stall").mkdir()
+    policy = GatedPolicy()  # stuck until the gate opens: no progress at all
+    with EpisodicStore(cfg2.store) as store:
+        mem = Memorizer(cfg2, store, policy)
+        mem.start()
+        for f in _frames(2):
+            mem.push_frame(f)
+        assert mem.flush(timeout_s=0.3) is False  # a hung model ends the wait, no hang
+        policy.gate.set()
+        assert mem.flush(timeout_s=30) is True
+        mem.stop(drain=True)

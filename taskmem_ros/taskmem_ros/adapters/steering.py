@@ -7,16 +7,15 @@ policy and the base answerer (``suspended()``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from taskmem_ros.fsutil import atomic_write
 
 from .artifact import (
     STEERING_FORMAT,
@@ -39,27 +38,6 @@ def _as_float32(vector: Any) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise AdapterError("a steering vector must be finite, got NaN/inf values")
     return np.ascontiguousarray(arr, dtype="<f4")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory + fsync + os.replace: readers see the old or the new file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every FS)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def save_steering(
@@ -101,7 +79,7 @@ def save_steering(
     }
     data = require("safetensors.numpy").save({STEERING_TENSOR: vec}, metadata=metadata)
     p.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(p, data)
+    atomic_write(p, data)
     return read_steering(p)[0]
 
 

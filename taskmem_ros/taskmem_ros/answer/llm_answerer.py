@@ -20,7 +20,7 @@ from typing import Any
 from taskmem_ros.answer.retrieval import INSUFFICIENT, MemorySearch, RetrievalAnswerer
 from taskmem_ros.config import AnswerConfig
 from taskmem_ros.llm.base import ChatEngine, ChatRequest
-from taskmem_ros.policy.parsing import extract_json, strip_thinking
+from taskmem_ros.llm.json_repair import extract_json, strip_thinking
 from taskmem_ros.types import NS_PER_S, Answer, MemoryRecord
 
 log = logging.getLogger(__name__)

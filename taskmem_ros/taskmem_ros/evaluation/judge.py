@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from taskmem_ros.llm.base import ChatEngine, ChatRequest, Generation, Message
-from taskmem_ros.policy.parsing import extract_json, strip_thinking
+from taskmem_ros.llm.json_repair import extract_json, strip_thinking
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from typing import Any
 import av
 import numpy as np
 
+from taskmem_ros.errors import MediaError
 from taskmem_ros.evaluation.types import NS_PER_S, MediaSegment
 from taskmem_ros.streams.image_codec import target_size
 from taskmem_ros.types import AudioBlock, TranscriptSegment
@@ -46,26 +47,17 @@ _MAX_DECODE_ERRORS = 100  # past this many bad packets a file is garbage; stop i
 _ORDER_LAG_NS = 10 * NS_PER_S  # one track may run this far ahead before the other is given up on
 
 
-class MediaError(ValueError):
-    """A media file that is missing or cannot be opened/probed; carries the path."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
 def _open(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
-        raise MediaError(p, "missing")
+        raise MediaError("missing", path=p)
     try:
         container = av.open(str(p), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(p, f"unreadable: {exc}") from exc
+        raise MediaError(f"unreadable: {exc}", path=p) from exc
     if not any(s.type in ("video", "audio") for s in container.streams):
         container.close()
-        raise MediaError(p, "unreadable: no video or audio stream")
+        raise MediaError("unreadable: no video or audio stream", path=p)
     return container
 
 
@@ -92,7 +84,7 @@ def probe_duration_ns(path: str | Path) -> int:
             log.warning("%s: demux stopped while probing duration: %s", path, exc)
         if end > 0:
             return int(end * NS_PER_S)
-        raise MediaError(path, "unreadable: no duration and no timestamped packets")
+        raise MediaError("unreadable: no duration and no timestamped packets", path=path)
     finally:
         container.close()
 
@@ -107,7 +99,7 @@ def _frame_decoder(frame: Any) -> Callable[[int | None], np.ndarray]:
                 return frame.to_ndarray(format="rgb24")
             return frame.to_ndarray(format="rgb24", width=tw, height=th, interpolation="AREA")
         except (av.FFmpegError, ValueError) as exc:
-            raise MediaError("<frame>", f"frame conversion failed: {exc}") from exc
+            raise MediaError(f"frame conversion failed: {exc}", path="<frame>") from exc
 
     return decode
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from typing import Any
 from taskmem_ros.evaluation import reference
 from taskmem_ros.evaluation.metrics import Scores, breakdown, category_keys, score, summary
 from taskmem_ros.evaluation.types import EvalResult
+from taskmem_ros.fsutil import atomic_write
 
 DASH = "—"
 MEASURED = "(this run, measured)"
@@ -47,17 +46,6 @@ def pct(x: float) -> str:
 
 def plot_name(dataset: str, key: str) -> str:
     return f"plot_{_UNSAFE.sub('_', dataset)}_{_UNSAFE.sub('_', key)}.png"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _columns(datasets: Sequence[str], include_reference: bool) -> list[tuple[str, str]]:
@@ -131,7 +119,13 @@ def _breakdown_lines(name: str, rows: list[EvalResult], plots: dict[str, Path]) 
 
 
 def plot_breakdown(path: Path, title: str, by_value: dict[str, Scores]) -> Path:
-    """Grouped bars of Acc / Cov / Prec (%) per category value, written atomically as PNG.
+    """Grouped bars of Acc / Cov / Prec (%) per category value, written atomically as PNG."""
+    atomic_write(path, breakdown_png(title, by_value))
+    return path
+
+
+def breakdown_png(title: str, by_value: dict[str, Scores]) -> bytes:
+    """The PNG bytes of ``plot_breakdown`` (the viewer serves them without writing files).
 
     Uses the Agg canvas directly (no pyplot), so it neither needs a display nor changes the
     process-wide matplotlib backend of whoever calls it."""
@@ -161,8 +155,7 @@ def plot_breakdown(path: Path, title: str, by_value: dict[str, Scores]) -> Path:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    _atomic_write(path, buf.getvalue())
-    return path
+    return buf.getvalue()
 
 
 def write_report(
@@ -202,7 +195,7 @@ def write_report(
             "rows": {m: {d: dataclasses.asdict(s) for d, s in rows.items()} for m, rows in reference.REPORTED.items()},
         }
     paths["json"] = out / "report.json"
-    _atomic_write(paths["json"], (json.dumps(doc, indent=2, default=str) + "\n").encode())
+    atomic_write(paths["json"], (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
     md = [
         f"# Streaming benchmark report: {run_name}",
@@ -224,5 +217,5 @@ def write_report(
             md += [f"### {name}", "", "```", text.rstrip(), "```", ""]
     md += ["## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", ""]
     paths["markdown"] = out / "report.md"
-    _atomic_write(paths["markdown"], "\n".join(md).encode())
+    atomic_write(paths["markdown"], "\n".join(md).encode())
     return paths

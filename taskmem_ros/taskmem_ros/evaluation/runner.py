@@ -24,7 +24,8 @@ from taskmem_ros.answer import Answerer, make_answerer
 from taskmem_ros.config import TaskMemConfig, to_flat
 from taskmem_ros.evaluation.types import NS_PER_S, EvalDataset, EvalQuestion, EvalResult
 from taskmem_ros.memorizer import Memorizer
-from taskmem_ros.policy.base import MemorizationPolicy, make_policy
+from taskmem_ros.policy.base import MemorizationPolicy
+from taskmem_ros.policy.factory import make_policy
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.types import Answer
 
@@ -138,7 +139,8 @@ class StreamingRunner:
 
     # -- one stream -------------------------------------------------------------------------
     def _run_stream(self, dataset: EvalDataset, stream: str, *, attempts: int) -> None:
-        from taskmem_ros.evaluation.media import MediaError, read_segment, read_srt
+        from taskmem_ros.errors import MediaError
+        from taskmem_ros.evaluation.media import read_segment, read_srt
 
         memory_stream = f"{self.opts.run}/{dataset.name}/{stream}" + (f"#{attempts}" if attempts > 1 else "")
         self.store.set_eval_stream(

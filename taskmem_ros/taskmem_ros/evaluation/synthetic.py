@@ -89,7 +89,9 @@ SIGNS: tuple[Sign, ...] = (
     Sign("GATE 4", "Which gate number was shown on the sign?", ("Gate 1", "Gate 6", "Gate 8")),
     Sign("BAY 3", "Which bay number was shown on the sign?", ("Bay 1", "Bay 5", "Bay 8")),
     Sign("LAB 5", "Which lab number was shown on the sign?", ("Lab 2", "Lab 6", "Lab 9")),
-    Sign("ZONE C", "Which zone was shown on the sign?", ("Zone A", "Zone B", "Zone D")),
+    # not "ZONE C": rapidocr's detector (det_limit_side_len 480) drops a lone letter set apart
+    # from the word before it, so that sign would test the OCR's known blind spot, not memory
+    Sign("ZONE C4", "Which zone was shown on the sign?", ("Zone A1", "Zone B2", "Zone D3")),
     Sign("PIER 9", "Which pier number was shown on the sign?", ("Pier 3", "Pier 5", "Pier 7")),
     Sign("HALL 8", "Which hall number was shown on the sign?", ("Hall 2", "Hall 4", "Hall 6")),
     Sign("LEVEL 3", "Which level was shown on the sign?", ("Level 1", "Level 2", "Level 5")),

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from taskmem_ros.demo_media import MediaError, SpeechPlacement, draw_sign, find_sample_video, synthesize_speech
+from taskmem_ros.demo_media import SpeechPlacement, draw_sign, find_sample_video, synthesize_speech
+from taskmem_ros.errors import MediaError
 
 AUDIO_RATE = 16000
 AAC_FRAME = 1024  # samples per AAC frame; the encoder takes exactly this many (the last may be shorter)

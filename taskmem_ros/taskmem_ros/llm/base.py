@@ -22,16 +22,6 @@ class EngineError(RuntimeError):
     """The model could not be loaded or could not answer (a clear message, never a hang)."""
 
 
-class MissingExtraError(ImportError):
-    """A backend needs an optional dependency that is not installed."""
-
-    def __init__(self, extra: str, module: str) -> None:
-        super().__init__(
-            f"this backend needs {module!r}, which is not installed; install it with "
-            f"`pip install 'taskmem_ros[{extra}]'`"
-        )
-
-
 @dataclass
 class ChatRequest:
     messages: list[Message]

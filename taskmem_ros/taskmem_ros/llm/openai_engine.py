@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 
 from taskmem_ros.config import EndpointConfig
-from taskmem_ros.llm.base import ChatEngine, ChatRequest, EngineError, Generation, Message, MissingExtraError
+from taskmem_ros.errors import MissingDependencyError
+from taskmem_ros.llm.base import ChatEngine, ChatRequest, EngineError, Generation, Message
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _import_openai() -> Any:
     try:
         import openai
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingExtraError("llm", "openai") from exc
+        raise MissingDependencyError.for_extra("llm", "openai") from exc
     return openai
 
 

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from taskmem_ros.types import Clip, TranscriptSegment, VideoFrame
+
 # Qwen3-VL's special tokens (same strings as the released tokenizer; ids differ, which is fine:
 # everything looks them up by string).
 SPECIAL_TOKENS = [
@@ -293,6 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(build_tiny_qwen3vl(args.out_dir, moe=args.moe, seed=args.seed))
     return 0
+
+
+def synthetic_clip(index: int, speech: str = "", *, frames: int = 5, size: tuple[int, int] = (120, 160)) -> Clip:
+    """A 10 s clip of random-noise keyframes (2 s apart) and an optional transcript line: the
+    input the tiny checkpoints are taught on (tests, ``benchmarks/bench_phase2.py``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(index)
+    start = index * 10 * 10**9
+    keyframes = [
+        VideoFrame(start + k * 2 * 10**9, rng.integers(0, 255, (*size, 3), dtype=np.uint8)) for k in range(frames)
+    ]
+    transcript = [TranscriptSegment(start + 10**9, start + 3 * 10**9, speech)] if speech else []
+    return Clip("robot", index, start, start + 10 * 10**9, keyframes=keyframes, transcript=transcript)
 
 
 if __name__ == "__main__":

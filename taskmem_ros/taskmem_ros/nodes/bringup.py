@@ -19,10 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.lifecycle import TransitionCallbackReturn
 
-from taskmem_ros.nodes.lifecycle import shutdown
+from taskmem_ros.nodes.lifecycle import bring_to_active, make_executor, shutdown, spin
 from taskmem_ros.nodes.memorizer_node import MemorizerNode
 from taskmem_ros.nodes.task_node import TaskNode
 
@@ -32,30 +30,22 @@ READY_LINE = "taskmem-bringup: memorizer and task_server active"
 class Bringup:
     """Owns the two nodes and their executor; usable from tests without a subprocess."""
 
-    def __init__(self, ros_args: list[str] | None = None, num_threads: int = 4) -> None:
+    def __init__(self, ros_args: list[str] | None = None) -> None:
         self.context = rclpy.Context()
         rclpy.init(args=["taskmem-bringup", *(ros_args or [])], context=self.context)
         self.memorizer = MemorizerNode(context=self.context)
         self.task_server = TaskNode(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=self.context)
-        self.executor.add_node(self.memorizer)
-        self.executor.add_node(self.task_server)
+        self.executor = make_executor([self.memorizer, self.task_server], self.context)
         self._thread: threading.Thread | None = None
 
     def activate(self) -> None:
         for node in (self.memorizer, self.task_server):
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise RuntimeError(f"{node.get_name()}: configure failed (see log)")
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                raise RuntimeError(f"{node.get_name()}: activate failed (see log)")
+            if failed := bring_to_active(node):
+                raise RuntimeError(failed)
 
     def spin_in_background(self) -> None:
-        self._thread = threading.Thread(target=self._spin, name="taskmem-executor", daemon=True)
+        self._thread = threading.Thread(target=spin, args=(self.executor,), name="taskmem-executor", daemon=True)
         self._thread.start()
-
-    def _spin(self) -> None:
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
 
     def shutdown(self) -> None:
         """Deactivate (drains the memorizer backlog into the store), clean up, stop."""
@@ -112,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.params:
         extra += ["--params-file", args.params]
     if args.db:
-        url = args.db if "://" in args.db else f"sqlite:///{args.db}"
+        from taskmem_ros.store.engine import db_url
+
+        url = db_url(args.db)
         extra += ["-p", f"store.url:={url}"]
     if args.use_sim_time:
         extra += ["-p", "use_sim_time:=true"]

@@ -1,9 +1,12 @@
-"""What both lifecycle nodes share: self-activation without a lifecycle manager, and `main`."""
+"""What every lifecycle node shares: bring to active (the ``autostart`` parameter and
+``taskmem-bringup`` use the same two transitions a launch file's lifecycle_node does), and the one
+spin runner (single nodes' ``main`` and the single-process bringup)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -14,29 +17,47 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def bring_to_active(node: LifecycleNode) -> str:
+    """configure, then activate; "" on success, else which transition failed."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        return f"{node.get_name()}: configure failed (see log)"
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        return f"{node.get_name()}: activate failed (see log)"
+    return ""
+
+
 def schedule_autostart(node: LifecycleNode) -> None:
-    """configure + activate once the executor spins, when the ``autostart`` parameter is true."""
+    """:func:`bring_to_active` once the executor spins, when the ``autostart`` parameter is true."""
     if not node.get_parameter("autostart").value:
         return
 
     def fire() -> None:
         node.destroy_timer(timer)
-        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
+        if failed := bring_to_active(node):
+            node.get_logger().error(failed)
 
     timer = node.create_timer(0.0, fire)
 
 
+def make_executor(nodes: Sequence[LifecycleNode], context: rclpy.Context | None = None) -> MultiThreadedExecutor:
+    executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)), context=context)
+    for node in nodes:
+        executor.add_node(node)
+    return executor
+
+
+def spin(executor: MultiThreadedExecutor) -> None:
+    """Until Ctrl-C or the context shuts down."""
+    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
+        executor.spin()
+
+
 def run(make_node: Callable[[], LifecycleNode], args: list[str] | None = None) -> int:
-    """Spin one node on a MultiThreadedExecutor until Ctrl-C; shut it down cleanly (drains)."""
+    """A node's ``main``: spin it until Ctrl-C, then shut it down cleanly (drains)."""
     rclpy.init(args=args if args is not None else sys.argv)
     node = make_node()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(make_executor([node]))
     finally:
         shutdown(node)
         node.destroy_node()

@@ -1,8 +1,5 @@
-"""Task server lifecycle node: QueryMemory service and AnswerTask action, memory-only.
-
-Every answered task is logged in the store (unless the goal says not to), which is what
-Phase Two later learns from.
-"""
+"""Task server lifecycle node: QueryMemory service and AnswerTask action, memory-only; translation
+of ``answer.service`` (every answered task is logged in the store: what Phase Two learns from)."""
 
 from __future__ import annotations
 
@@ -17,26 +14,30 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from taskmem_interfaces.action import AnswerTask
 from taskmem_interfaces.srv import QueryMemory
 from taskmem_ros.answer import Answerer, close_answerer, make_answerer
-from taskmem_ros.config import ConfigError
+from taskmem_ros.answer.service import QueryError, log_answered, query_memory
+from taskmem_ros.answer.service import refusal as refusal_of
+from taskmem_ros.config import ConfigError, TaskMemConfig
+from taskmem_ros.diagnostics import Status, task_statuses
 from taskmem_ros.llm.base import EngineError
+from taskmem_ros.node_config import TaskServerParams
 from taskmem_ros.nodes.conversions import record_to_msg
+from taskmem_ros.nodes.diagnostics import DiagnosticsTimer
 from taskmem_ros.nodes.lifecycle import run, schedule_autostart
-from taskmem_ros.nodes.params import declare_config, read_config
+from taskmem_ros.nodes.params import NODE_KWARGS, NodeParameters
 from taskmem_ros.store import EpisodicStore, StoreError
 from taskmem_ros.streams.messages import time_to_ns
 
-NODE_PARAMS: dict[str, Any] = {
-    "autostart": False,
-    "default_max_results": 10,
-    "max_question_chars": 4000,  # longer questions are rejected, not truncated silently
-}
-SEARCH_MODES = ("hybrid", "fts", "vector")
+NOT_ACTIVE = "task server is not configured (lifecycle state is not active)"
 
 
 class TaskNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("task_server", **kwargs)
-        declare_config(self, NODE_PARAMS)
+        super().__init__("task_server", **{**NODE_KWARGS, **kwargs})
+        self.params = NodeParameters(self, TaskMemConfig(), TaskServerParams())
+        self.params.on_change(self._on_live_params)
+        self._diag: DiagnosticsTimer | None = None
+        self.answered = 0
+        self.last_latency_s: float | None = None
         self._store: EpisodicStore | None = None
         self._answerer: Answerer | None = None
         self._group = ReentrantCallbackGroup()
@@ -46,14 +47,27 @@ class TaskNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._cfg, self._extra = read_config(self, NODE_PARAMS)
-            self._store = EpisodicStore(self._cfg.store)
-            self._store.open()
+            self._cfg, self._p = self.params.read(TaskMemConfig), self.params.read(TaskServerParams)
+            self._store = EpisodicStore(self._cfg.store).open()
+            self._store.warm()  # models load in configure: the first question pays nothing extra
             self._answerer = make_answerer(self._cfg, self._store)
         except (ConfigError, StoreError, ImportError, ValueError, EngineError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        self._diag = DiagnosticsTimer(self, self._cfg.diagnostics.period_s, self._cfg.stream, self._diagnostics)
         return TransitionCallbackReturn.SUCCESS
+
+    def _on_live_params(self, names: list[str]) -> None:
+        """answer.* thresholds apply from the next question (the answerer reads its config per call)."""
+        self._cfg = self.params.read(TaskMemConfig)
+        if self._answerer is not None:
+            self._answerer.cfg = self._cfg.answer
+        self.get_logger().info(f"live parameters applied: {names}")
+
+    def _diagnostics(self) -> list[Status]:
+        if self._store is None:
+            return []
+        return task_statuses(self.get_name(), self.answered, self.last_latency_s, self._store, self._cfg)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._service = self.create_service(QueryMemory, "query_memory", self._on_query, callback_group=self._group)
@@ -62,22 +76,26 @@ class TaskNode(LifecycleNode):
             AnswerTask,
             "answer_task",
             execute_callback=self._execute,
-            goal_callback=self._on_goal,
+            # a rejected goal tells the client nothing: one that cannot be answered is aborted
+            # with the reason in ``result.message``
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=self._group,
         )
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._service is not None:
-            self.destroy_service(self._service)
-            self._service = None
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
+        service, action, self._service, self._action = self._service, self._action, None, None
+        if service is not None:
+            self.destroy_service(service)
+        if action is not None:
+            action.destroy()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._diag is not None:
+            self._diag.destroy()
+            self._diag = None
         if self._answerer is not None:
             close_answerer(self._answerer)
         self._answerer = None
@@ -91,7 +109,12 @@ class TaskNode(LifecycleNode):
         return self.on_cleanup(state)
 
     def _now_ns(self) -> int:
-        return int(self.get_clock().now().nanoseconds)
+        """ "Now" for a query without a time: the node clock (``/clock`` under use_sim_time),
+        or, while that clock is still at zero (no ``/clock`` yet), the latest stamp in memory."""
+        now = int(self.get_clock().now().nanoseconds)
+        if now > 0 or self._store is None:
+            return now
+        return self._store.latest_stamp_ns()
 
     # -- QueryMemory ------------------------------------------------------------------------
     def _on_query(self, req: QueryMemory.Request, resp: QueryMemory.Response) -> QueryMemory.Response:
@@ -99,22 +122,19 @@ class TaskNode(LifecycleNode):
         if store is None:
             resp.success, resp.message = False, "task server is not configured"
             return resp
-        mode = req.mode or "hybrid"
-        if mode not in SEARCH_MODES:
-            resp.success, resp.message = False, f"mode={req.mode!r}; expected one of {SEARCH_MODES}"
-            return resp
         as_of = time_to_ns(req.as_of) or self._now_ns()
-        start = time_to_ns(req.window_start) or None
-        end = time_to_ns(req.window_end) or None
-        limit = int(req.max_results) or int(self._extra["default_max_results"])
         try:
-            if req.text.strip():
-                hits = store.search(req.text, as_of_ns=as_of, start_ns=start, end_ns=end, limit=limit, mode=mode)
-                records, scores = [h.record for h in hits], [float(h.score) for h in hits]
-            else:
-                records = store.timeline(as_of_ns=as_of, start_ns=start, end_ns=end, limit=limit, newest_first=True)
-                scores = [1.0] * len(records)
-        except StoreError as exc:
+            records, scores = query_memory(
+                store,
+                req.text,
+                as_of_ns=as_of,
+                start_ns=time_to_ns(req.window_start) or None,
+                end_ns=time_to_ns(req.window_end) or None,
+                limit=int(req.max_results) or self._p.default_max_results,
+                mode=req.mode,
+                stream=req.stream.strip() or None,  # None: across every stream of a fleet store
+            )
+        except (QueryError, StoreError) as exc:
             resp.success, resp.message = False, str(exc)
             return resp
         resp.entries = [record_to_msg(r) for r in records]
@@ -123,21 +143,16 @@ class TaskNode(LifecycleNode):
         return resp
 
     # -- AnswerTask -------------------------------------------------------------------------
-    def _on_goal(self, goal: AnswerTask.Goal) -> GoalResponse:
-        if self._answerer is None:
-            return GoalResponse.REJECT
-        if not goal.question.strip() or len(goal.question) > int(self._extra["max_question_chars"]):
-            self.get_logger().warning(f"rejected task: empty or longer than {self._extra['max_question_chars']} chars")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
     def _execute(self, goal_handle: Any) -> AnswerTask.Result:
         req = goal_handle.request
         result = AnswerTask.Result()
+        result.choice_index, result.task_id = -1, -1
         answerer, store = self._answerer, self._store
-        if answerer is None or store is None:
+        refusal = refusal_of(req.question, self._p.max_question_chars) if answerer and store else NOT_ACTIVE
+        if refusal or answerer is None or store is None:
+            self.get_logger().warning(f"task refused: {refusal}")
             goal_handle.abort()
-            result.abstained, result.answer, result.choice_index = True, "task server is not configured", -1
+            result.abstained, result.message = True, refusal
             return result
         t0 = time.perf_counter()
         asked_at = time_to_ns(req.asked_at) or self._now_ns()
@@ -145,10 +160,12 @@ class TaskNode(LifecycleNode):
         goal_handle.publish_feedback(feedback)
         choices = list(req.choices) or None
         try:
-            answer = answerer.answer(req.question, as_of_ns=asked_at, choices=choices)
+            answer = answerer.answer(
+                req.question, as_of_ns=asked_at, choices=choices, stream=req.stream.strip() or None
+            )
         except StoreError as exc:
             goal_handle.abort()
-            result.abstained, result.answer, result.choice_index = True, f"memory unavailable: {exc}", -1
+            result.abstained, result.message = True, f"memory unavailable: {exc}"
             return result
         feedback.stage, feedback.progress = "logging", 0.8
         goal_handle.publish_feedback(feedback)
@@ -160,22 +177,14 @@ class TaskNode(LifecycleNode):
         result.evidence = [record_to_msg(r) for r in evidence]
         result.confidence = float(answer.confidence)
         result.latency_s = float(time.perf_counter() - t0)
+        self.answered, self.last_latency_s = self.answered + 1, result.latency_s
         try:  # every task is logged: Phase Two learns from them; evaluation ones are flagged
-            result.task_id = store.log_task(
-                question=req.question,
-                asked_at_ns=asked_at,
-                choices=choices,
-                answer=answer.text,
-                abstained=answer.abstained,
-                choice_index=answer.choice_index,
-                confidence=answer.confidence,
-                evidence_ids=answer.evidence_ids,
-                latency_s=result.latency_s,
-                stream=self._cfg.stream,
-                is_eval=bool(req.is_eval),
+            result.task_id = log_answered(
+                store, req.question, asked_at, choices, answer, result.latency_s, self._cfg.stream, bool(req.is_eval)
             )
         except StoreError as exc:
             self.get_logger().error(f"could not log task: {exc}")
+            result.message = f"answered, but the task could not be logged: {exc}"
         goal_handle.succeed()
         return result
 

@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from taskmem_ros.config import PolicyConfig, TaskMemConfig
 from taskmem_ros.types import Clip, MemoryDraft, PolicyContext
 
 
@@ -50,19 +49,3 @@ class MemorizationPolicy(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most policies hold nothing to free
         """Free models/sessions (called from the lifecycle node's on_cleanup)."""
-
-
-def make_policy(cfg: TaskMemConfig | PolicyConfig) -> MemorizationPolicy:
-    """The policy ``policy.backend`` names. Model backends need the whole config (``model.*``
-    or ``endpoint.*``); the perception baseline only its own section."""
-    pcfg = cfg.policy if isinstance(cfg, TaskMemConfig) else cfg
-    if pcfg.backend == "perception":
-        from taskmem_ros.policy.perception.policy import PerceptionPolicy
-
-        return PerceptionPolicy(pcfg)
-    if not isinstance(cfg, TaskMemConfig):
-        raise ValueError(f"policy.backend={pcfg.backend!r} needs the full TaskMemConfig (model/endpoint sections)")
-    from taskmem_ros.llm import make_engine
-    from taskmem_ros.policy.llm_policy import LLMPolicy
-
-    return LLMPolicy(make_engine(cfg, pcfg.backend), pcfg)

@@ -32,6 +32,21 @@ class LLMPolicy(MemorizationPolicy):
         self.batch_size = cfg.batch_size
         self.stats: Counter[str] = Counter()
         self.last_outputs: list[str] = []  # raw model text of the last batch (debugging, training)
+        # A text-only model reads perception evidence instead of video (policy.backend text_llm)
+        self.text_only = cfg.backend == "text_llm" or not getattr(engine, "accepts_video", True)
+        self._evidence: Any = None
+
+    def evidence(self, clip: Clip) -> list[str] | None:
+        """The clip's perception evidence lines for a text-only model; None for a VLM (it sees the video)."""
+        if not self.text_only:
+            return None
+        if self._evidence is None:
+            from taskmem_ros.policy.evidence import EvidenceReader
+
+            self._evidence = EvidenceReader(self.cfg)
+        from taskmem_ros.policy.evidence import clip_evidence
+
+        return clip_evidence(clip, self._evidence)
 
     @property
     def adapter_id(self) -> str:
@@ -57,7 +72,7 @@ class LLMPolicy(MemorizationPolicy):
     def requests(self, clips: Sequence[Clip], contexts: Sequence[PolicyContext]) -> list[ChatRequest]:
         return [
             ChatRequest(
-                clip_messages(clip, ctx, self.cfg),
+                clip_messages(clip, ctx, self.cfg, self.evidence(clip)),
                 max_new_tokens=self.cfg.max_new_tokens,
                 temperature=self.cfg.temperature,
                 json_schema=ENTRY_SCHEMA,
@@ -86,6 +101,7 @@ class LLMPolicy(MemorizationPolicy):
                 max_entries=self.cfg.max_entries,
                 max_chars=self.cfg.max_entry_chars,
                 context=recent_context(ctx.recent_memories, self.cfg.context_chars) + earlier,
+                cut=gen.finish_reason == "length",
             )
             earlier += [e.text for e in res.entries]
             self.stats.update(res.counts)
@@ -109,6 +125,9 @@ class LLMPolicy(MemorizationPolicy):
         return MemoryDraft(text=e.text, kind=kind, start_ns=start, end_ns=end, source="llm")
 
     def close(self) -> None:
+        if self._evidence is not None:
+            self._evidence.close()
+            self._evidence = None
         if self.release:
             from taskmem_ros.llm import release_engine
 

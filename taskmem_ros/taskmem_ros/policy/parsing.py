@@ -1,19 +1,24 @@
-"""Model output -> memory entries, robustly.
+"""Model output -> memory entries, robustly (the generic JSON repair is ``llm/json_repair.py``).
 
 LLM output is untrusted input: thinking blocks, code fences, prose around the JSON,
 trailing commas, output cut off at the token limit, empty or repeated entries. Each is
 repaired where the intent is clear and otherwise rejected; every rejection is counted
 (``policy_*`` counters in the memorizer's stats), so a drifting adapter shows up as a
 number, not as silent memory loss.
+
+Two output formats are read: a JSON memory list (Qwen3-VL, ``ENTRY_SCHEMA``) and, from a small
+text LLM (``text_llm``), one memory per line as a bullet list (``- ...``), which a 135M model
+follows where it cannot hold JSON; an output that starts with a bullet is read as lines.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from taskmem_ros.llm.json_repair import extract_json, strip_thinking
 
 ENTRY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -35,12 +40,11 @@ ENTRY_SCHEMA: dict[str, Any] = {
     "required": ["entries"],
 }
 
-_THINK = re.compile(r"<think>.*?</think>", re.S)
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _WORDS = re.compile(r"[a-z0-9]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _TEXT_KEYS = ("text", "memory", "content", "fact", "event")
+BULLET_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+(.*)$")
+_NONE_LINE = re.compile(r"^(?:none|nothing( new)?|no new (?:memories|facts))[.!]?$", re.I)
 
 
 @dataclass
@@ -58,76 +62,26 @@ class ParseResult:
     ok: bool = True  # False: nothing usable could be read from the output
 
 
-def strip_thinking(text: str) -> tuple[str, bool]:
-    """Drop ``<think>`` blocks; an unclosed one means the answer never came."""
-    out = _THINK.sub("", text)
-    stripped = out != text
-    if "</think>" in out:  # the template opened the block in the prompt: keep what follows
-        out, stripped = out.rsplit("</think>", 1)[1], True
-    if "<think>" in out:
-        return out.split("<think>", 1)[0], True
-    return out, stripped
-
-
-def extract_json(text: str) -> tuple[Any, bool]:
-    """(value, repaired). Raises ValueError when no JSON value can be recovered."""
-    fenced = _FENCE.search(text)
-    if fenced:
-        text = fenced.group(1)
-    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
-    if not starts:
-        raise ValueError("no JSON object or array in the output")
-    body = text[min(starts) :]
-    decoder = json.JSONDecoder()
-    try:
-        value, _ = decoder.raw_decode(body)  # ignores prose after the value
-        return value, False
-    except json.JSONDecodeError:
-        pass
-    fixed = _TRAILING_COMMA.sub(r"\1", body.replace("\u201c", '"').replace("\u201d", '"'))
-    try:
-        value, _ = decoder.raw_decode(fixed)
-        return value, True
-    except json.JSONDecodeError:
-        pass
-    return _close_truncated(fixed), True
-
-
-def _close_truncated(body: str) -> Any:
-    """Output cut at the token limit: keep every complete element, close the brackets."""
-    cuts = [i for i, ch in enumerate(body) if ch in "}]"][-64:]
-    for cut in reversed(cuts):
-        prefix = body[: cut + 1]
-        closing = _open_brackets(prefix)
-        if closing is None:
-            continue
-        try:
-            return json.loads(_TRAILING_COMMA.sub(r"\1", prefix + closing))
-        except json.JSONDecodeError:
-            continue
-    raise ValueError("malformed JSON that could not be repaired")
-
-
-def _open_brackets(prefix: str) -> str | None:
-    stack: list[str] = []
-    in_str = esc = False
-    for ch in prefix:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and (not stack or stack.pop() != ch):
-            return None
-    if in_str:
+def bullet_items(text: str, *, cut: bool = False) -> tuple[list[str], bool] | None:
+    """A bullet-list output -> (entry texts, repaired); None when the output is not one (its
+    first non-empty line is no bullet). ``- none`` is the explicit empty list. Repaired: lines
+    that are no bullet were skipped, or (``cut``: generation hit the token limit) the last,
+    unfinished line was dropped."""
+    rows = [line for line in text.strip().splitlines() if line.strip()]
+    if not rows or BULLET_LINE.match(rows[0]) is None:
         return None
-    return "".join(reversed(stack))
+    if cut and len(rows) > 1:
+        rows = rows[:-1]
+    items, repaired = [], cut
+    for line in rows:
+        m = BULLET_LINE.match(line)
+        if m is None:
+            repaired = True
+            continue
+        body = m.group(1).strip()
+        if not _NONE_LINE.match(body):
+            items.append(body)
+    return items, repaired
 
 
 def normalise(text: str) -> str:
@@ -160,29 +114,37 @@ def parse_entries(
     max_entries: int,
     max_chars: int,
     context: list[str] | tuple[str, ...] = (),
+    cut: bool = False,
 ) -> ParseResult:
+    """``cut``: the generation stopped at the token limit (a bullet list's last line is unfinished)."""
     res = ParseResult()
     c = res.counts
     c["policy_outputs"] += 1
     text, thought = strip_thinking(output or "")
     if thought:
         c["policy_think_stripped"] += 1
-    try:
-        value, repaired = extract_json(text)
-    except ValueError:
-        c["policy_malformed_outputs"] += 1
-        res.ok = False
-        return res
+    lines = bullet_items(text, cut=cut)
+    items: list[Any] | None
+    if lines is not None:
+        c["policy_line_outputs"] += 1
+        items, repaired = list(lines[0]), lines[1]
+    else:
+        try:
+            value, repaired = extract_json(text)
+        except ValueError:
+            c["policy_malformed_outputs"] += 1
+            res.ok = False
+            return res
+        items = entry_items(value)
     if repaired:
         c["policy_repaired_outputs"] += 1
-    items = _items(value)
     if items is None:
         c["policy_malformed_outputs"] += 1
         res.ok = False
         return res
     seen = [normalise(t) for t in context]
     for item in items:
-        entry = _entry(item, c)
+        entry = read_entry(item, c)
         if entry is None:
             continue
         entry.text = _cap(entry.text, max_chars)
@@ -207,7 +169,9 @@ def parse_entries(
     return res
 
 
-def _items(value: Any) -> list[Any] | None:
+def entry_items(value: Any) -> list[Any] | None:
+    """The list of entries in a decoded output (a bare list, ``{entries|memories|...: [...]}``
+    or one entry object); None when the shape is not one of those."""
     if isinstance(value, list):
         return value
     if isinstance(value, dict):
@@ -219,7 +183,9 @@ def _items(value: Any) -> list[Any] | None:
     return None
 
 
-def _entry(item: Any, c: Counter[str]) -> ParsedEntry | None:
+def read_entry(item: Any, c: Counter[str]) -> ParsedEntry | None:
+    """One entry from a string or object (text under any of ``_TEXT_KEYS``); None, counted
+    in ``c``, when it has no usable text."""
     text: str
     kind: Any = "episodic"
     start: float | None = None

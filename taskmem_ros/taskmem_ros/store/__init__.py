@@ -5,17 +5,11 @@ embeddings, a bm25 full-text index and 512-bit LSH codes; ``search`` fuses full-
 vector candidates under as-of / time-window / stream filters. Schema changes go through
 Alembic (``store/migrations``), run automatically by ``open()``.
 
-PostgreSQL (``store.url = postgresql+psycopg://...``): the ORM tables in ``models.py`` and
-migration 0001 work unchanged (the SQLite virtual tables are skipped). What a fleet
-deployment still needs, in a follow-up migration:
-
-* full text: ``ALTER TABLE memory_entries ADD COLUMN tsv tsvector GENERATED ALWAYS AS
-  (to_tsvector('simple', text)) STORED`` + a GIN index, queried with
-  ``plainto_tsquery`` (never ``to_tsquery`` on user text) and ``ts_rank_cd``;
-* vectors: ``CREATE EXTENSION vector``; ``embeddings.vector`` as ``vector(384)`` with an
-  HNSW index (``vector_cosine_ops``), or keep bytea and use the in-RAM LSH index as here;
-* until then ``search(mode="fts")`` raises StoreError on PostgreSQL and hybrid search is
-  vector-only (the RAM index reads the portable ``embeddings`` table).
+PostgreSQL (``store.url = postgresql+psycopg://...``, a fleet store): migration 0004 adds a
+generated ``tsvector`` column (GIN) and a pgvector ``vector(dim)`` column (HNSW, cosine);
+``pg_search.py`` evaluates the same filters in SQL and the results go through the same rank
+fusion, so ``search()`` behaves alike on both. ``sync.py`` copies a robot's SQLite memory into
+a fleet store idempotently.
 """
 
 from taskmem_ros.store.embedding import Embedder, HashEmbedder, MiniLMEmbedder, make_embedder

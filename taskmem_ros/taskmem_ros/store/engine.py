@@ -33,6 +33,12 @@ IMMEDIATE = "taskmem_begin_immediate"  # connection execution option: writers ta
 _warned_fallback = False
 
 
+def db_url(db: str) -> str:
+    """What every ``--db`` option takes: any SQLAlchemy URL as given, or a bare SQLite path
+    (``~`` expanded, made absolute so a later ``chdir`` cannot move the store)."""
+    return db if "://" in db else f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
 def sqlite_module() -> tuple[ModuleType, bool]:
     """(DB-API module, whether it can load extensions): pysqlite3 first, stdlib second."""
     try:
@@ -84,11 +90,26 @@ def database_path(url: str) -> str:
     return u.database or ":memory:"
 
 
-def create_store_engine(cfg: StoreConfig) -> StoreEngine:
-    """Build the engine for ``cfg.url``; SQLite gets pysqlite3, pragmas and sqlite-vec."""
+def create_store_engine(cfg: StoreConfig, *, read_only: bool = False) -> StoreEngine:
+    """Build the engine for ``cfg.url``; SQLite gets pysqlite3, pragmas and sqlite-vec.
+
+    ``read_only``: the database itself refuses writes on every connection (SQLite
+    ``query_only``, PostgreSQL read-only sessions), so a viewer cannot change memory even
+    through a bug of ours. WAL readers take no lock that blocks the memorizer's writes."""
     url = make_url(cfg.url)
     if url.get_backend_name() != "sqlite":
         engine = create_engine(cfg.url, pool_pre_ping=True)
+        if read_only and url.get_backend_name() == "postgresql":
+
+            @event.listens_for(engine, "connect")
+            def _pg_read_only(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                try:
+                    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                finally:
+                    cur.close()
+                dbapi_conn.commit()
+
         return StoreEngine(engine, cfg.url, "", False, False, False)
 
     global _warned_fallback
@@ -110,12 +131,14 @@ def create_store_engine(cfg: StoreConfig) -> StoreEngine:
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(cfg.busy_timeout_ms)}")
-            if not memory:
+            if not memory and not read_only:
                 cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.execute("PRAGMA foreign_keys = ON")
             cur.execute("PRAGMA temp_store = MEMORY")
             cur.execute("PRAGMA cache_size = -32768")  # 32 MiB: index b-trees of ~1M entries stay hot
+            if read_only:
+                cur.execute("PRAGMA query_only = ON")
             if cfg.max_db_mb > 0:
                 page_size = cur.execute("PRAGMA page_size").fetchone()[0]
                 pages = max(1, math.ceil(cfg.max_db_mb * 1024 * 1024 / page_size))

@@ -41,15 +41,18 @@ def fold(term: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def query_terms(text: str) -> list[str]:
+def query_terms(text: str, *, fold_accents: bool = True) -> list[str]:
     """Distinct search terms of ``text`` in first-seen order (stop-words dropped unless
-    nothing else is left, so "where is it?" still searches for something)."""
+    nothing else is left, so "where is it?" still searches for something).
+
+    ``fold_accents=False`` only lower-cases, matching PostgreSQL's ``simple`` text search
+    configuration (which keeps diacritics)."""
     if not isinstance(text, str):
         raise TypeError(f"query must be str, got {type(text).__name__}")
     text = text[:MAX_QUERY_CHARS].replace("\x00", " ")
     seen: dict[str, None] = {}
     for raw in _WORD.findall(text):
-        term = fold(raw)[:MAX_TERM_CHARS]
+        term = (fold(raw) if fold_accents else raw.lower())[:MAX_TERM_CHARS]
         if term:
             seen.setdefault(term, None)
     terms = list(seen)
@@ -106,3 +109,18 @@ def bm25(
             if tf:
                 out[i] += idf[t] * tf * (k1 + 1) / (tf + norm)
     return out
+
+
+def budget_terms(df: Mapping[str, int], budget: int) -> tuple[list[str], list[str]]:
+    """(present, chosen): the terms that occur at all, rarest first, and the longest rarest-first
+    prefix of them whose postings fit ``budget`` (an empty ``chosen`` means even the rarest
+    term is too common for the fast path). Shared by the SQLite and PostgreSQL searchers."""
+    ordered = sorted((t for t in df if df[t] > 0), key=lambda t: df[t])
+    chosen: list[str] = []
+    total = 0
+    for t in ordered:
+        if total + df[t] > budget:
+            break
+        chosen.append(t)
+        total += df[t]
+    return ordered, chosen

@@ -3,7 +3,9 @@
 The virtual tables (FTS5 ``memory_fts``, sqlite-vec ``vec_entries``) are SQLite-only and
 live in the Alembic migration, not here, so this metadata works unchanged on PostgreSQL.
 Times are int64 nanoseconds on the stream clock; ids are AUTOINCREMENT on SQLite so they
-are never reused (the RAM vector index and FTS rowids rely on that).
+are never reused (the RAM vector index and FTS rowids rely on that). PostgreSQL-only columns
+(``tsv`` full text, ``embedding`` pgvector) come from migration 0004 and are used through SQL
+in ``pg_search.py``, so the ORM stays portable.
 """
 
 from __future__ import annotations
@@ -62,17 +64,24 @@ class Stream(Base):
 
 
 class Clip(Base):
-    """A window handed to the policy; entries point back to it for provenance."""
+    """A window handed to the policy; entries point back to it for provenance.
+
+    Identity is (stream, ``run_id``, ``run_clip_index``): each memorizer run (a boot, a replay)
+    has its own id and its segmenter counts from 0, so a reboot appends instead of overwriting.
+    ``clip_index`` is the store's per-stream ordinal over all runs (never reused)."""
 
     __tablename__ = "clips"
     __table_args__ = (
         UniqueConstraint("stream_id", "clip_index"),
+        Index("ix_clips_stream_id_run_id_run_clip_index", "stream_id", "run_id", "run_clip_index", unique=True),
         CheckConstraint("end_ns >= start_ns", name="time_order"),
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     stream_id: Mapped[int] = mapped_column(Id, ForeignKey("streams.id", ondelete="CASCADE"), nullable=False)
     clip_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    run_id: Mapped[str] = mapped_column(String(64), nullable=False, default="", server_default="")
+    run_clip_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     start_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
     end_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
     keyframes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -90,9 +99,12 @@ class MemoryEntry(Base):
         Index(None, "stream_id", "end_ns"),
         Index(None, "end_ns"),
         Index(None, "start_ns"),
+        Index(None, "uid", unique=True),
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Stable identity across databases (a robot's entries synced into a fleet store keep it).
+    uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
     stream_id: Mapped[int] = mapped_column(Id, ForeignKey("streams.id", ondelete="CASCADE"), nullable=False)
     clip_id: Mapped[int | None] = mapped_column(Id, ForeignKey("clips.id", ondelete="SET NULL"), nullable=True)
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="episodic")
@@ -193,3 +205,33 @@ class EvalAnswer(Base):
     task_id: Mapped[int | None] = mapped_column(Id, ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True)
     result: Mapped[Any] = mapped_column(JSON, nullable=False)  # the EvalResult fields
     created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ForgetLog(Base):
+    """Who asked to forget what, and when - never the forgotten text: a text selector is kept
+    only as its sha256. ``pending_files`` lists archived clip files still to delete (a crash
+    between the commit and the unlink is finished by the next forget)."""
+
+    __tablename__ = "forget_log"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it once)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    reason: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    selector: Mapped[Any] = mapped_column(JSON, nullable=False)
+    entries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    clips: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    pending_files: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Forgotten(Base):
+    """Tombstone of a forgotten entry: its stable ``uid`` keeps a fleet sync from bringing it
+    back, ``seq`` tells each process's indexes which deletions they have not applied yet."""
+
+    __tablename__ = "forgotten"
+    __table_args__ = (Index(None, "uid", unique=True), {"sqlite_autoincrement": True})
+    seq: Mapped[int] = mapped_column(Id, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), nullable=False)
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # local id (not a foreign key)
+    forget_id: Mapped[int | None] = mapped_column(Id, ForeignKey("forget_log.id", ondelete="SET NULL"), nullable=True)
+    forgotten_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -91,8 +91,10 @@ class TaskLogMixin:
         stream: str | None = None,
         is_eval: bool = False,
         outcome: str | bool | None = None,
+        created_ns: int | None = None,
     ) -> int:
-        """Record a task and its answer; pass an ``Answer`` or its fields. Returns the task id."""
+        """Record a task and its answer; pass an ``Answer`` or its fields. Returns the task id.
+        ``created_ns`` keeps the original time when a task is copied from another store."""
         if isinstance(answer, Answer):
             text = answer.text
             abstained = answer.abstained if abstained is None else abstained
@@ -114,7 +116,7 @@ class TaskLogMixin:
             "outcome": None if outcome is None else _outcome(outcome),
             "latency_s": float(latency_s or 0.0),
             "is_eval": bool(is_eval),
-            "created_ns": time.time_ns(),
+            "created_ns": time.time_ns() if created_ns is None else int(created_ns),
         }
         with self._tx("log_task", write=True) as conn:
             row["stream_id"] = (

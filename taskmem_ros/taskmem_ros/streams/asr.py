@@ -1,4 +1,7 @@
-"""Speech recognition on CPU (pocketsphinx, English), pluggable for Whisper and friends.
+"""Speech recognition on CPU: Whisper (faster-whisper, ``whisper_asr.py``) or pocketsphinx.
+
+``segmenter.asr: auto`` takes Whisper where its extra and model are installed and falls back
+to pocketsphinx; other recognisers plug in with ``register_asr``.
 
 Recognisers decode each VAD span on its own: pocketsphinx's language model does far better
 on one utterance than on a 10 s clip of mostly silence (measured on espeak-ng speech:
@@ -8,6 +11,7 @@ silent gaps (synthetic or gated audio) otherwise derail its feature normalisatio
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,11 +19,26 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from taskmem_ros.config import AsrConfig
 from taskmem_ros.streams.audio import resample
 from taskmem_ros.streams.optional import require
 from taskmem_ros.types import NS_PER_S, TranscriptSegment
 
+log = logging.getLogger(__name__)
+
 Span = tuple[float, float]
+
+
+def asr_input(
+    samples: np.ndarray, rate: int, model_rate: int, segments: Sequence[Span] | None
+) -> tuple[np.ndarray, list[Span], bool]:
+    """What every recogniser decodes: mono float32 at its model's rate, the spans to decode (the
+    whole input where VAD gave none), and whether it had to resample."""
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    resampled = rate != model_rate
+    if resampled:
+        x = resample(x, rate, model_rate)
+    return x, list(segments) if segments is not None else [(0.0, x.size / model_rate)], resampled
 
 
 class SpeechRecognizer(Protocol):
@@ -53,6 +72,10 @@ class PocketSphinxASR:
         self._decoder: Any = None
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        with self._lock:
+            self._load()
+
     def _load(self) -> Any:
         if self._decoder is None:
             ps = require("pocketsphinx", "pocketsphinx", "segmenter.asr='pocketsphinx'")
@@ -79,11 +102,8 @@ class PocketSphinxASR:
     def transcribe(
         self, samples: np.ndarray, rate: int, segments: Sequence[Span] | None = None, *, offset_ns: int = 0
     ) -> list[TranscriptSegment]:
-        x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if rate != self.rate:
-            x = resample(x, rate, self.rate)
+        x, spans, _ = asr_input(samples, rate, self.rate, segments)
         total = x.size / self.rate
-        spans = list(segments) if segments is not None else [(0.0, total)]
         out: list[TranscriptSegment] = []
         with self._lock:
             for start, end in spans:
@@ -116,11 +136,19 @@ def register_asr(name: str, factory: Callable[[], SpeechRecognizer]) -> None:
     _REGISTRY[name] = factory
 
 
-def make_asr(name: str) -> SpeechRecognizer | None:
-    """``segmenter.asr`` -> recogniser; None for "none"."""
+def make_asr(name: str, cfg: AsrConfig | None = None) -> SpeechRecognizer | None:
+    """``segmenter.asr`` -> recogniser; None for "none". ``cfg`` configures Whisper (``asr.*``)."""
     if name == "none":
         return None
+    if name in ("auto", "whisper"):
+        from taskmem_ros.streams.whisper_asr import WhisperASR, whisper_available
+
+        if name == "whisper" or whisper_available(cfg):
+            return WhisperASR(cfg)
+        log.info("segmenter.asr='auto': faster-whisper or asr.model not installed, using pocketsphinx")
+        name = "pocketsphinx"
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise ValueError(f"segmenter.asr={name!r} is not available; expected one of {['none', *sorted(_REGISTRY)]}")
+        valid = ["auto", "none", "whisper", *sorted(_REGISTRY)]
+        raise ValueError(f"segmenter.asr={name!r} is not available; expected one of {valid}")
     return factory()

@@ -17,11 +17,13 @@ BufferLike = bytes | bytearray | memoryview | np.ndarray
 
 
 class ImageDecodeError(ValueError):
-    """An image message cannot be turned into pixels; ``reason`` says why."""
+    """An image message cannot be turned into pixels; ``reason`` says why, ``kind`` is a short
+    code for counters (``frames_rejected_<kind>`` in ``get_stats``)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "invalid") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,8 @@ def decode_raw_image(
 
 
 def _jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's SOF marker, so reduced-size decoding can be chosen."""
-    b = buf.tobytes() if buf.size < 65536 else buf[:65536].tobytes()
+    """(width, height) from a JPEG's SOF marker, walking the marker segments (cheap: it jumps)."""
+    b = buf.data
     i = 2
     while i + 9 < len(b):
         if b[i] != 0xFF:
@@ -185,43 +187,92 @@ def _jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MIN_COMPRESSED_BYTES = 67  # the smallest valid PNG (1x1); any JPEG is larger
+_TAIL = 32  # encoders may pad a few bytes after the end marker
 
 
-def decode_compressed_image(data: BufferLike, format: str = "jpeg", *, max_pixels: int | None = None) -> np.ndarray:
-    """sensor_msgs/CompressedImage -> RGB uint8; JPEG is decoded at reduced size when allowed."""
+def _png_size(buf: np.ndarray) -> tuple[int, int] | None:
+    head = buf[:24].tobytes()
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def validate_compressed_image(data: BufferLike, format: str = "jpeg") -> str:
+    """Cheap container check of a CompressedImage payload (markers, size; no pixel decoding),
+    run on every frame so corrupt non-keyframes are counted too. Returns ``"jpeg"``, ``"png"``
+    or ``"depth"``; raises :class:`ImageDecodeError` with a ``kind`` for the counters."""
     buf = _as_bytes_array(data)
     fmt = str(format).lower()
     if buf.size == 0:
-        raise ImageDecodeError(f"empty compressed image (format={format!r})")
-    if "compresseddepth" in fmt:  # image_transport header (12 bytes) before a 16-bit PNG
-        depth = cv2.imdecode(buf[12:], cv2.IMREAD_UNCHANGED) if buf.size > 12 else None
+        raise ImageDecodeError(f"empty compressed image (format={format!r})", "empty")
+    if "compresseddepth" in fmt:  # image_transport's 12-byte header before a 16-bit PNG
+        if buf.size < 12 + MIN_COMPRESSED_BYTES or buf[12:20].tobytes() != PNG_SIGNATURE:
+            raise ImageDecodeError(f"compressedDepth payload is not a PNG ({buf.size} bytes)", "not_an_image")
+        return "depth"
+    if buf.size < MIN_COMPRESSED_BYTES:
+        raise ImageDecodeError(f"compressed image of {buf.size} bytes is too small (format={format!r})", "too_small")
+    tail = buf[-_TAIL:]
+    if buf[0] == 0xFF and buf[1] == 0xD8 and buf[2] == 0xFF:
+        if not np.any((tail[:-1] == 0xFF) & (tail[1:] == 0xD9)):
+            raise ImageDecodeError(f"truncated JPEG: no end-of-image marker ({buf.size} bytes)", "truncated")
+        size = _jpeg_size(buf)
+        if size is None or size[0] == 0 or size[1] == 0:
+            raise ImageDecodeError(f"JPEG without a valid frame header ({buf.size} bytes)", "corrupt")
+        return "jpeg"
+    if buf[:8].tobytes() == PNG_SIGNATURE:
+        if tail.tobytes().find(b"IEND") < 0:
+            raise ImageDecodeError(f"truncated PNG: no IEND chunk ({buf.size} bytes)", "truncated")
+        size = _png_size(buf)
+        if size is None or size[0] == 0 or size[1] == 0:
+            raise ImageDecodeError(f"PNG without a valid IHDR chunk ({buf.size} bytes)", "corrupt")
+        return "png"
+    raise ImageDecodeError(
+        f"not a JPEG or PNG (first bytes {buf[:4].tobytes().hex()}, {buf.size} bytes, format={format!r})",
+        "not_an_image",
+    )
+
+
+def _decode_jpeg(buf: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """Strict JPEG decode with libjpeg-turbo (simplejpeg): a payload that decodes only with
+    libjpeg warnings (corrupt data, premature end) is an error, where OpenCV's imdecode prints
+    the warning to stderr and returns a damaged image. Decodes at a reduced DCT scale when
+    ``max_pixels`` allows (like OpenCV's IMREAD_REDUCED_*)."""
+    import simplejpeg
+
+    min_w = min_h = 0
+    if max_pixels:
+        size = _jpeg_size(buf)
+        if size is not None:
+            tw, th = target_size(size[0], size[1], max_pixels)
+            min_w, min_h = tw, th
+    try:
+        rgb = simplejpeg.decode_jpeg(buf.tobytes(), colorspace="RGB", min_width=min_w, min_height=min_h, strict=True)
+    except ValueError as exc:
+        raise ImageDecodeError(f"corrupt JPEG ({buf.size} bytes): {exc}", "corrupt") from exc
+    return downscale(rgb, max_pixels)
+
+
+def decode_compressed_image(data: BufferLike, format: str = "jpeg", *, max_pixels: int | None = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage -> RGB uint8; JPEG is decoded strictly, at reduced size when allowed."""
+    container = validate_compressed_image(data, format)
+    buf = _as_bytes_array(data)
+    if container == "jpeg":
+        return _decode_jpeg(buf, max_pixels)
+    if container == "depth":
+        depth = cv2.imdecode(buf[12:], cv2.IMREAD_UNCHANGED)
         if depth is None or depth.ndim != 2:
-            raise ImageDecodeError(f"undecodable compressedDepth image ({buf.size} bytes, format={format!r})")
+            raise ImageDecodeError(f"undecodable compressedDepth image ({buf.size} bytes)", "corrupt")
         peak = int(depth.max())
         gray = cv2.convertScaleAbs(depth, alpha=255.0 / peak if peak else 0.0)
         return cv2.cvtColor(downscale(gray, max_pixels), cv2.COLOR_GRAY2RGB)
-    is_jpeg = buf.size >= 3 and buf[0] == 0xFF and buf[1] == 0xD8
-    tail = buf[-32:]  # encoders may pad a few bytes after the end-of-image marker
-    if is_jpeg and not np.any((tail[:-1] == 0xFF) & (tail[1:] == 0xD9)):
-        raise ImageDecodeError(f"truncated JPEG: no end-of-image marker ({buf.size} bytes, format={format!r})")
-    flag = cv2.IMREAD_COLOR
-    if is_jpeg and max_pixels:
-        size = _jpeg_size(buf)
-        if size is not None:
-            w, h = size
-            for factor, reduced in _REDUCED:
-                if (w // factor) * (h // factor) >= max_pixels:
-                    flag = reduced
-                    break
     try:
-        bgr = cv2.imdecode(buf, flag)
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise ImageDecodeError(f"undecodable image data ({buf.size} bytes, format={format!r}): {exc}") from exc
+        raise ImageDecodeError(f"undecodable PNG ({buf.size} bytes): {exc}", "corrupt") from exc
     if bgr is None or bgr.size == 0:
-        raise ImageDecodeError(
-            f"corrupt or undecodable image data ({buf.size} bytes, format={format!r}); expected JPEG or PNG"
-        )
+        raise ImageDecodeError(f"corrupt PNG ({buf.size} bytes, format={format!r})", "corrupt")
     return cv2.cvtColor(downscale(bgr, max_pixels), cv2.COLOR_BGR2RGB)
 
 

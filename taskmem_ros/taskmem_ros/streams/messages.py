@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from taskmem_ros.streams.audio import AudioDecodeError, decode_audio
-from taskmem_ros.streams.image_codec import decode_compressed_image, decode_raw_image, validate_raw_image
+from taskmem_ros.streams.image_codec import (
+    ImageDecodeError,
+    decode_compressed_image,
+    decode_raw_image,
+    validate_compressed_image,
+    validate_raw_image,
+)
 from taskmem_ros.types import NS_PER_S, AudioBlock, VideoFrame
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image",)
@@ -52,13 +58,26 @@ def image_source(msg: Any) -> tuple[int, LazyDecode, str]:
 
 
 def compressed_source(msg: Any) -> tuple[int, LazyDecode, str]:
-    """sensor_msgs/CompressedImage -> (stamp, decode, frame_id); corrupt data fails at decode."""
+    """sensor_msgs/CompressedImage -> (stamp, decode, frame_id). The container is checked now
+    (markers, size: every frame, cheaply); a keyframe whose pixels are corrupt fails at decode."""
     data, fmt = msg.data, msg.format
+    validate_compressed_image(data, fmt)
 
     def decode(max_pixels: int | None) -> np.ndarray:
         return decode_compressed_image(data, fmt, max_pixels=max_pixels)
 
     return time_to_ns(msg.header.stamp), decode, msg.header.frame_id
+
+
+def count_rejection(counts: dict[str, int], exc: ImageDecodeError | AudioDecodeError) -> None:
+    """One place for the drop counters of live topics and bag replay: the total and, for
+    images, one counter per reason (``frames_rejected_truncated``, ``..._corrupt``, ...)."""
+    if isinstance(exc, ImageDecodeError):
+        counts["frames_rejected"] = counts.get("frames_rejected", 0) + 1
+        key = f"frames_rejected_{exc.kind}"
+    else:
+        key = "audio_rejected"
+    counts[key] = counts.get(key, 0) + 1
 
 
 def image_to_frame(msg: Any, *, max_pixels: int | None = None) -> VideoFrame:

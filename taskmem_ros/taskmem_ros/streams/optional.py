@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-
-class MissingDependencyError(ImportError):
-    """An optional package a configured component needs is not installed."""
+from taskmem_ros.errors import MissingDependencyError
 
 
 def require(module: str, pip_name: str, purpose: str) -> ModuleType:

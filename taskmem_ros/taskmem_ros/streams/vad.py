@@ -43,10 +43,20 @@ class SileroVAD:
         self._model: Any = None
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Load now (configure), not on the first clip: importing torch there would hold the GIL
+        while the sensor callbacks of a replay are running."""
+        self._load()
+
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
+                torch = require("torch", "torch", "segmenter.vad='silero'")
+                threads = torch.get_num_threads()
                 silero = require("silero_vad", "silero-vad", "segmenter.vad='silero'")
+                # silero_vad calls torch.set_num_threads(1) at import: without this, one VAD
+                # import makes the policy LLM, MiniLM and training single-threaded process-wide
+                torch.set_num_threads(threads)
                 with warnings.catch_warnings():  # its loader uses APIs torch/importlib deprecate
                     warnings.simplefilter("ignore", DeprecationWarning)
                     self._model = silero.load_silero_vad(onnx=False)

@@ -2,7 +2,7 @@
 
     taskmem-train phase2 --params offboard.yaml [--db URL_or_path] [--stream NAME]
                          [--clips-dir DIR] [--adapters-dir DIR] [--json-progress]
-    taskmem-train phase1 --params offboard.yaml --model DIR --clips-dir DIR --output-dir DIR [--steps N]
+    taskmem-train phase1 --params offboard.yaml [--model DIR] --clips-dir DIR --output-dir DIR [--steps N]
 
 The params file is a ROS 2 params file; the ``tuner`` node's section (over ``/**``) is read and
 mapped onto both ``TaskMemConfig`` and ``TrainingConfig``; other node-level keys
@@ -38,6 +38,7 @@ from taskmem_ros.config import (
     from_flat,
     read_params_file,
 )
+from taskmem_ros.store.engine import db_url
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_SKIPPED = 0, 1, 2, 3
 NODE_NAME = "tuner"
@@ -59,10 +60,6 @@ def load_training_params(path: str | Path, node: str = NODE_NAME) -> tuple[TaskM
     mem = {k: v for k, v in flat.items() if k.split(".", 1)[0] in _TASKMEM_SECTIONS}
     train = {k: v for k, v in flat.items() if k.split(".", 1)[0] in _TRAINING_SECTIONS}
     return from_flat(TaskMemConfig, mem), from_flat(TrainingConfig, train)
-
-
-def _store_url(db: str) -> str:
-    return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
 
 
 class Reporter:
@@ -117,7 +114,7 @@ def _open_store(cfg: TaskMemConfig) -> Any:
 
 
 def _archive(cfg: TaskMemConfig, clips_dir: str | None) -> Any:
-    from taskmem_ros.training.clip_archive import ClipArchive
+    from taskmem_ros.store.clip_archive import ClipArchive
 
     root = clips_dir or cfg.ingest.keep_clips_dir
     if not root:
@@ -132,7 +129,7 @@ def _load(args: argparse.Namespace) -> tuple[TaskMemConfig, TrainingConfig]:
         raise BadInput(f"params file {args.params!r} does not exist")
     cfg, tcfg = load_training_params(args.params)
     if getattr(args, "db", None):
-        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, url=_store_url(args.db)))
+        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, url=db_url(args.db)))
     return cfg, tcfg
 
 
@@ -196,8 +193,9 @@ def cmd_phase1(args: argparse.Namespace, rep: Reporter) -> int:
         ]
         override = ([fn for fn, _ in terms], [w for _, w in terms])
     rep.progress("train", 0.05, {"steps": args.steps or tcfg.phase1.steps})
+    # --model: a checkpoint directory / hub id; default: the params file's model.* (e.g. SmolLM2's GGUF)
     result = run_phase1(
-        args.model,
+        args.model or cfg.model,
         tcfg,
         dataset,
         output_dir=args.output_dir,
@@ -227,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p2.add_argument("--json-progress", action="store_true", help="JSON lines on stdout (for the tuner node)")
     p1 = sub.add_parser("phase1", help="GRPO on memory quality (how to memorize)")
     p1.add_argument("--params", required=True, help="ROS 2 params file (node 'tuner')")
-    p1.add_argument("--model", required=True, help="base checkpoint directory (or hub id)")
+    p1.add_argument("--model", help="base checkpoint directory (or hub id); default: the params file's model.*")
     p1.add_argument(
         "--judge-fidelity",
         choices=("qwen3vl", "openai"),

@@ -36,6 +36,7 @@ from ``TrainingConfig``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -51,9 +52,10 @@ from taskmem_ros.types import NS_PER_S, Clip, MemoryRecord, PolicyContext
 
 log = logging.getLogger(__name__)
 
-# Language-model attention only (``model.language_model.layers.N.self_attn.q_proj``); the vision
-# tower's ``attn.qkv``/``attn.proj`` never match. A peft regex is matched against the full name.
-LORA_TARGET_REGEX = r".*language_model.*\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+# Language-model attention only: ``model.language_model.layers.N.self_attn.q_proj`` (Qwen3-VL) or
+# ``model.layers.N.self_attn.q_proj`` (text causal LMs); the vision tower's ``attn.qkv``/``attn.proj``
+# never match. A peft regex is matched against the full module name.
+LORA_TARGET_REGEX = r".*(language_model|model)\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
 
 
 @dataclass
@@ -112,11 +114,16 @@ def build_phase1_dataset(
     *,
     facts: Sequence[Sequence[str] | None] | None = None,
     policy_cfg: PolicyConfig | None = None,
+    evidence: Sequence[Sequence[str]] | None = None,
 ) -> Any:
     """One row per clip: ``prompt`` (text-only memorization chat, see the module docstring),
     ``reference`` (the given dense caption, else the transcript), ``facts`` (given, else the
     reference's sentences), ``context`` (recent memories as text), ``stream``, ``clip_index``,
-    ``start_s``."""
+    ``start_s``.
+
+    ``evidence`` (perception lines per clip, ``policy.evidence``; computed here when
+    ``policy_cfg.backend`` is ``text_llm``): the prompt is the text LLM's, and the reference
+    (fidelity) also holds what the detectors saw, so a memory of on-screen text counts as supported."""
     from datasets import Dataset, Features, List, Value
 
     n = len(clips)
@@ -124,15 +131,22 @@ def build_phase1_dataset(
         if col is not None and len(col) != n:
             raise ValueError(f"{name} has {len(col)} items for {n} clips")
     cfg = policy_cfg or PolicyConfig(backend="qwen3vl")
+    if evidence is None and cfg.backend == "text_llm":
+        evidence = clip_evidence_all(clips, cfg)
+    if evidence is not None and len(evidence) != n:
+        raise ValueError(f"evidence has {len(evidence)} items for {n} clips")
     rows = []
     for i, clip in enumerate(clips):
         ctx = _as_context(contexts[i] if contexts is not None else None, clip)
         given = references[i] if references is not None else None
+        ev = list(evidence[i]) if evidence is not None else None
         reference = given if isinstance(given, str) and given.strip() else clip_reference(clip)
+        if ev and not (isinstance(given, str) and given.strip()):
+            reference = "\n".join([reference, *(_evidence_sentence(line) for line in ev)]).strip()
         row_facts = list(facts[i] or []) if facts is not None else []
         rows.append(
             {
-                "prompt": text_only_messages(clip_messages(clip, ctx, cfg)),
+                "prompt": text_only_messages(clip_messages(clip, ctx, cfg, ev)),
                 "reference": reference,
                 "facts": [str(f) for f in row_facts] or split_sentences(reference),
                 "context": [r.text for r in ctx.recent_memories],
@@ -155,28 +169,39 @@ def build_phase1_dataset(
     return Dataset.from_list(rows, features=features)
 
 
+def clip_evidence_all(clips: Sequence[Clip], cfg: PolicyConfig) -> list[list[str]]:
+    """Perception evidence lines for every clip (the text LLM's view of the keyframes)."""
+    from taskmem_ros.policy.evidence import EvidenceReader
+
+    reader = EvidenceReader(cfg)
+    try:
+        return [reader(c) for c in clips]
+    finally:
+        reader.close()
+
+
+def _evidence_sentence(line: str) -> str:
+    """``[0.0-2.0 s] (ocr) Text visible: 'DOCK 7'.`` -> ``Text visible: 'DOCK 7'.`` (reference text)."""
+    return line.split(") ", 1)[1] if line.startswith("[") and ") " in line else line
+
+
 # -- training ---------------------------------------------------------------------------------
-def _load_model(model_dir: str, dtype: Any) -> Any:
-    import transformers
+def _model_and_tokenizer(engine_or_model: Any, dtype: Any) -> tuple[Any, Any, str]:
+    """(model, tokenizer, base model name) from a ``ModelConfig``, a checkpoint directory / hub
+    id, or a loaded engine; loading goes through the engine's own ``load_pretrained``."""
+    from taskmem_ros.config import ModelConfig
+    from taskmem_ros.llm.transformers_engine import load_pretrained
 
-    config = transformers.AutoConfig.from_pretrained(model_dir)
-    classes: dict[str, Any] = {
-        "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
-        "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
-    }
-    cls = classes.get(config.model_type, transformers.AutoModelForImageTextToText)
-    return cls.from_pretrained(model_dir, config=config, dtype=dtype)
-
-
-def _model_and_tokenizer(engine_or_model_dir: Any, dtype: Any) -> tuple[Any, Any, str]:
-    if isinstance(engine_or_model_dir, (str, Path)):
-        from transformers import AutoTokenizer
-
-        name = str(engine_or_model_dir)
-        return _load_model(name, dtype), AutoTokenizer.from_pretrained(name), name
-    engine = engine_or_model_dir  # a TransformersEngine (or anything with .model/.tokenizer)
+    if isinstance(engine_or_model, (str, Path)):
+        engine_or_model = ModelConfig(model_id=str(engine_or_model), device_map="cpu")
+    if isinstance(engine_or_model, ModelConfig):
+        # the trainer places the weights (and partitions them under ZeRO-3); never quantized
+        load_cfg = dataclasses.replace(engine_or_model, device_map="cpu", quantization="none")
+        model, tokenizer, _, _ = load_pretrained(load_cfg, dtype)
+        return model, tokenizer, engine_or_model.identity
+    engine = engine_or_model  # a TransformersEngine (or anything with .model/.tokenizer)
     model = engine.model
-    name = str(getattr(model, "name_or_path", "") or getattr(engine, "model_id", ""))
+    name = str(getattr(engine, "model_id", "") or getattr(model, "name_or_path", ""))
     return model, engine.tokenizer, name
 
 
@@ -195,8 +220,8 @@ def run_phase1(
 ) -> Phase1Result:
     """GRPO-train the memorization policy on ``dataset`` (from ``build_phase1_dataset``).
 
-    ``engine_or_model_dir``: a checkpoint directory / hub id (loaded here: bf16 on GPU, fp32 on
-    CPU), or a ``TransformersEngine`` whose model is trained in place. ``output_dir`` defaults to
+    ``engine_or_model_dir``: a ``ModelConfig`` or checkpoint directory / hub id (loaded here: bf16
+    on GPU, fp32 on CPU), or a ``TransformersEngine`` whose model is trained in place. ``output_dir`` defaults to
     ``phase1.output_dir``; ``max_steps`` to ``phase1.steps``. ``deepspeed`` (a DeepSpeed JSON
     path/dict) is only needed when not launched through an accelerate config that names one.
     Returns where the LoRA adapter (``<output_dir>/adapter``) or full model
@@ -290,13 +315,15 @@ def run_phase1(
 
 
 def _fix_base_name(adapter_dir: Path, base_name: str) -> None:
-    """``adapters.artifact.read_lora`` needs ``base_model_name_or_path``; make sure it is set."""
+    """``adapters.artifact.read_lora`` needs ``base_model_name_or_path`` to be the base model's
+    identity (``model.base_model_id``): peft writes the folder it loaded from (for a GGUF, the
+    package folder), which the robot's LoadAdapter would refuse as another model."""
     import json
 
     cfg_path = adapter_dir / "adapter_config.json"
     if not cfg_path.is_file() or not base_name:
         return
     cfg = json.loads(cfg_path.read_text())
-    if not cfg.get("base_model_name_or_path"):
+    if cfg.get("base_model_name_or_path") != base_name:
         cfg["base_model_name_or_path"] = base_name
         cfg_path.write_text(json.dumps(cfg, indent=2))

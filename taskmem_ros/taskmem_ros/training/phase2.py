@@ -121,7 +121,9 @@ def sample_candidates(
     for pos in range(len(clips)):
         row = []
         for g in gens[pos * n : (pos + 1) * n]:
-            res = parse_entries(g.text, max_entries=pcfg.max_entries, max_chars=pcfg.max_entry_chars)
+            res = parse_entries(
+                g.text, max_entries=pcfg.max_entries, max_chars=pcfg.max_entry_chars, cut=g.finish_reason == "length"
+            )
             row.append(Candidate(pos, g.text, [e.text for e in res.entries]))
         out.append(row)
     return out, base
@@ -322,7 +324,7 @@ def train_lora_grpo(
     positions = [next(i for i, c in enumerate(reward.clips) if c is clip) for clip in clips]
     dataset = dataset.remove_columns("clip_index").add_column("clip_index", positions)
     result = run_phase1(
-        cfg.model.model_id,
+        cfg.model,
         lora_cfg,
         dataset,
         output_dir=out_dir,

@@ -40,22 +40,18 @@ from typing import Any
 import numpy as np
 
 from taskmem_ros.config import RewardConfig
-from taskmem_ros.policy.parsing import _entry, _items, extract_json, normalise, strip_thinking
+from taskmem_ros.llm.json_repair import extract_json, strip_thinking
+from taskmem_ros.policy.parsing import BULLET_LINE, bullet_items, entry_items, normalise, read_entry
 from taskmem_ros.store.embedding import Embedder
+from taskmem_ros.store.lexical import STOPWORDS
 
 RewardFn = Callable[..., list[float]]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _REDUNDANT_JACCARD = 0.8
-# Function words ignored when checking that an entry's words all occur in the reference.
-_STOPWORD_TEXT = """
-    a an the and or but of to in on at by for with from into onto over under near is are was were be
-    been being has have had do does did it its this that these those there here he she they we i you his
-    her their our my your him them us me as so then than not no up down out off about after before while
-    when where who what which will would can could should may might must just also very some any all
-    each one s
-"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+# Function words ignored when checking that an entry's words all occur in the reference: the
+# store's full-text stop-words plus a few a paraphrase adds without adding a fact.
+_STOPWORDS = STOPWORDS | {"also", "may", "might", "must", "near", "one", "onto", "us"}
 _KINDS = ("episodic", "semantic")
 
 
@@ -92,8 +88,11 @@ def _read(completion: Any) -> tuple[int, list[str]] | None:
     """(number of items in the list, valid entry texts), leniently; None: unreadable."""
     try:
         text, _ = strip_thinking(completion_text(completion))
+        lines = bullet_items(text)  # a text LLM's one memory per line
+        if lines is not None:
+            return len(lines[0]), list(lines[0])
         value, _ = extract_json(text)
-        items = _items(value)
+        items = entry_items(value)
     except (ValueError, RecursionError, TypeError):
         return None
     if items is None:
@@ -101,15 +100,21 @@ def _read(completion: Any) -> tuple[int, list[str]] | None:
     counts: Counter[str] = Counter()
     out = []
     for item in items:
-        entry = _entry(item, counts)
+        entry = read_entry(item, counts)
         if entry is not None:
             out.append(entry.text)
     return len(items), out
 
 
 def _strictly_valid(text: str) -> bool:
-    """JSON only (think blocks aside) and exactly ``ENTRY_SCHEMA``."""
+    """JSON only (think blocks aside) and exactly ``ENTRY_SCHEMA``; or a bullet list whose every
+    line is a bullet and no two say the same (a model looping on one line is not valid)."""
     body, _ = strip_thinking(text)
+    lines = bullet_items(body)
+    if lines is not None:
+        rows = [r for r in body.strip().splitlines() if r.strip()]
+        keys = [normalise(t) for t in lines[0]]
+        return all(BULLET_LINE.match(r) for r in rows) and all(keys) and len(set(keys)) == len(keys)
     try:
         value = json.loads(body.strip())
     except (ValueError, RecursionError):
@@ -277,7 +282,7 @@ the transcript, which statements are supported by what is seen or heard? Reply w
 
 def read_supported(text: str, n: int) -> set[int] | None:
     """The statement numbers (1-based, within 1..n) a judge called supported; None if unreadable."""
-    from taskmem_ros.policy.parsing import extract_json, strip_thinking
+    from taskmem_ros.llm.json_repair import extract_json, strip_thinking
 
     body, _ = strip_thinking(text or "")
     try:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taskmem_ros.demo_media import MediaError, find_sample_video, synthesize_speech
+from taskmem_ros.demo_media import find_sample_video, synthesize_speech
+from taskmem_ros.errors import MediaError
 
 N_FRAMES = 6
 WAV_SECONDS = 3.0

@@ -5,21 +5,25 @@ from __future__ import annotations
 import itertools
 import shutil
 import wave
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from taskmem_ros import demo_media
 from taskmem_ros.demo_media import (
     DEMO_OVERLAYS,
+    DEMO_PICTURES,
     DEMO_QA,
     DEMO_SPEECH,
-    MediaError,
+    find_picture,
     find_sample_video,
     overlay_text,
     synthesize_speech,
     video_duration_s,
 )
+from taskmem_ros.errors import MediaError
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -111,11 +115,35 @@ def test_demo_script_fits_vtest():
     assert starts == sorted(starts) and 4 <= len(starts) <= 6
     assert all(s >= 0 and s + 4 < duration for s in starts)
     assert all(0 <= a < b <= duration for a, b, _ in DEMO_OVERLAYS)
-    assert len(DEMO_QA) == len(DEMO_SPEECH) + len(DEMO_OVERLAYS)
+    assert all(0 <= a < b <= duration for a, b, _ in DEMO_PICTURES)
+    assert len(DEMO_QA) == len(DEMO_SPEECH) + len(DEMO_OVERLAYS) + len(DEMO_PICTURES)
+
+
+@needs_espeak
+def test_each_sentence_stays_inside_one_10s_clip(tmp_path):
+    # The memorizer cuts 10 s clips: a sentence across a border would reach the ASR in two halves.
+    placed = synthesize_speech(DEMO_SPEECH, tmp_path / "demo.wav", 79.5, speed=150)
+    assert all(int(p.start_s // 10) == int(p.end_s // 10) for p in placed), placed
+
+
+def test_photos_are_cut_in_full_frame(tmp_path):
+    if not Path("/usr/share/darknet/data/dog.jpg").is_file():
+        pytest.skip("apt-get install darknet")
+    src = find_sample_video("vtest.avi")
+    dst = tmp_path / "cut.avi"
+    overlay_text(src, dst, [], pictures=[(1.0, 1.5, "dog.jpg")])
+    cap = cv2.VideoCapture(str(dst))
+    frames = [cap.read()[1] for _ in range(20)]
+    cap.release()
+    dog = cv2.resize(cv2.imread(str(find_picture("dog.jpg"))), frames[0].shape[1::-1])
+    diffs = [float(np.abs(f.astype(int) - dog).mean()) for f in frames]
+    assert [i for i, d in enumerate(diffs) if d < 12] == list(range(10, 15)), diffs  # MJPG: near, not exact
+    with pytest.raises(MediaError, match="apt-get install darknet"):
+        find_picture("no-such-photo.jpg")
 
 
 @needs_espeak
 def test_full_demo_speech_track(tmp_path):
-    placed = synthesize_speech(DEMO_SPEECH, tmp_path / "demo.wav", 79.5)
+    placed = synthesize_speech(DEMO_SPEECH, tmp_path / "demo.wav", 79.5, speed=150)  # the demo's speed
     assert [p.text for p in placed] == [t for _, t in DEMO_SPEECH]
-    assert all(b.start_s - a.end_s > 5 for a, b in itertools.pairwise(placed))
+    assert all(b.start_s - a.end_s > 2 for a, b in itertools.pairwise(placed))

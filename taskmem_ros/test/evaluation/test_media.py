@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from mp4_fixtures import write_mp4
 
-from taskmem_ros.evaluation.media import MediaError, probe_duration_ns, read_segment, read_srt
+from taskmem_ros.errors import MediaError
+from taskmem_ros.evaluation.media import probe_duration_ns, read_segment, read_srt
 from taskmem_ros.evaluation.types import NS_PER_S, MediaSegment
 from taskmem_ros.types import AudioBlock
 

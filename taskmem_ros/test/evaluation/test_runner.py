@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from taskmem_ros.config import StoreConfig, TaskMemConfig
+from taskmem_ros.evaluation.ci import run_ci
 from taskmem_ros.evaluation.cli import main as eval_main
-from taskmem_ros.evaluation.cli import run_ci
 from taskmem_ros.evaluation.datasets import load_videomme
 from taskmem_ros.evaluation.metrics import score
 from taskmem_ros.evaluation.runner import CLOCK_OFFSET_NS, RunOptions, StreamingRunner

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from taskmem_ros.demo_media import MediaError, find_sample_video
+from taskmem_ros.demo_media import find_sample_video
+from taskmem_ros.errors import MediaError
 from taskmem_ros.evaluation import synthetic
 from taskmem_ros.evaluation.synthetic import SyntheticBenchmark, build_synthetic_benchmark, egolife_stamp
 from taskmem_ros.evaluation.synthetic_media import (

@@ -419,11 +419,12 @@ def test_api_key_required_and_accepted(model_dir: str, tmp_path: Path, monkeypat
 def test_memorizer_over_the_openai_backend_writes_entries(taught_qwen3vl: Path, tmp_path: Path) -> None:
     """Clip -> OpenAIEngine -> taskmem-serve (the taught tiny model) -> parsed entries -> store:
     the path a fleet takes with vLLM, end to end through the same Memorizer the node runs."""
-    from tiny_models import TAUGHT_MEMORY, synthetic_clip
+    from tiny_models import TAUGHT_MEMORY
 
     from taskmem_ros.config import TaskMemConfig, from_nested
+    from taskmem_ros.llm.tiny import synthetic_clip
     from taskmem_ros.memorizer import Memorizer
-    from taskmem_ros.policy.base import make_policy
+    from taskmem_ros.policy.factory import make_policy
     from taskmem_ros.store import EpisodicStore
 
     # the pixel budget the model was taught with (64 x 64 per keyframe)

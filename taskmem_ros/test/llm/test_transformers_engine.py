@@ -114,10 +114,9 @@ def test_subsample_spreads_evenly() -> None:
 
 
 def test_system_prompt_kv_cache_is_reused_without_changing_output(taught_qwen3vl: Path, tmp_path: Path) -> None:
-    from tiny_models import synthetic_clip
-
     from taskmem_ros.adapters import save_steering
     from taskmem_ros.config import PolicyConfig
+    from taskmem_ros.llm.tiny import synthetic_clip
     from taskmem_ros.policy.prompt import clip_messages
     from taskmem_ros.types import PolicyContext
 

@@ -27,6 +27,7 @@ from taskmem_interfaces.srv import LoadAdapter, QueryMemory
 
 class GraphClient:
     def __init__(self, name: str = "taskmem_test_client") -> None:
+        self.last_answer_status = 0
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
@@ -63,28 +64,82 @@ class GraphClient:
             time.sleep(0.02)
         return future.result()
 
+    def wait_active(self, nodes: list[str], procs: list[subprocess.Popen[Any]], timeout_s: float = 600) -> None:
+        """Until every lifecycle node reports ``active`` (its models loaded): the condition, not a
+        fixed deadline (a loaded 2-core machine loads Whisper, the detector and MiniLM slowly);
+        bounded, and failing at once if a process exits. A request that gets no answer is asked
+        again: discovery can still list a node of that name that an earlier test killed with
+        SIGKILL, and a request matched only to it is never answered."""
+        from lifecycle_msgs.srv import GetState
+
+        deadline = time.monotonic() + timeout_s
+        for name in nodes:
+            client = self.node.create_client(GetState, f"/{name}/get_state")
+            while True:
+                dead = [p.args for p in procs if p.poll() is not None]
+                assert not dead, f"exited before {name} was active: {dead}"
+                assert time.monotonic() < deadline, f"{name} not active after {timeout_s} s"
+                if client.wait_for_service(timeout_sec=1.0):
+                    future = client.call_async(GetState.Request())
+                    ask_until = time.monotonic() + 3.0
+                    while not future.done() and time.monotonic() < ask_until:
+                        time.sleep(0.02)
+                    if future.done() and future.result().current_state.label == "active":
+                        break
+                    if not future.done():
+                        client.remove_pending_request(future)
+                time.sleep(0.2)
+            self.node.destroy_client(client)
+
     def answer(
-        self, question: str, choices: list[str] | None = None, asked_at_ns: int = 0, is_eval: bool = False
+        self,
+        question: str,
+        choices: list[str] | None = None,
+        asked_at_ns: int = 0,
+        is_eval: bool = False,
+        stream: str = "",
     ) -> Any:
         assert self.answer_client.wait_for_server(timeout_sec=30)
-        goal = AnswerTask.Goal(question=question, choices=choices or [], is_eval=is_eval)
+        goal = AnswerTask.Goal(question=question, choices=choices or [], is_eval=is_eval, stream=stream)
         goal.asked_at.sec, goal.asked_at.nanosec = divmod(asked_at_ns, 1_000_000_000)
-        handle = self._wait(self.answer_client.send_goal_async(goal), 30)
+        handle = self._wait(self.answer_client.send_goal_async(goal), 120)
         if not handle.accepted:
             return None
-        return self._wait(handle.get_result_async(), 120).result
+        response = self._wait(handle.get_result_async(), 120)
+        self.last_answer_status = response.status  # action_msgs/GoalStatus: 4 succeeded, 6 aborted
+        return response.result
 
-    def query(self, text: str, as_of_ns: int = 0, max_results: int = 10, mode: str = "") -> Any:
+    def query(
+        self,
+        text: str,
+        as_of_ns: int = 0,
+        max_results: int = 10,
+        mode: str = "",
+        window_start_ns: int = 0,
+        window_end_ns: int = 0,
+        stream: str = "",
+    ) -> Any:
         assert self.query_client.wait_for_service(timeout_sec=30)
-        req = QueryMemory.Request(text=text, max_results=max_results, mode=mode)
+        req = QueryMemory.Request(text=text, max_results=max_results, mode=mode, stream=stream)
         req.as_of.sec, req.as_of.nanosec = divmod(as_of_ns, 1_000_000_000)
-        return self._wait(self.query_client.call_async(req), 30)
+        req.window_start.sec, req.window_start.nanosec = divmod(window_start_ns, 1_000_000_000)
+        req.window_end.sec, req.window_end.nanosec = divmod(window_end_ns, 1_000_000_000)
+        return self._wait(self.query_client.call_async(req), 120)
 
-    def trigger(self, service: str, timeout_s: float = 120) -> dict[str, Any]:
+    def trigger(self, service: str, timeout_s: float = 900) -> dict[str, Any]:
+        """A Trigger call. The generous bound is for ``~/flush``, which waits for the whole
+        backlog and is itself bounded by progress (a slow CI machine drains slowly, not never)."""
         client = self.node.create_client(Trigger, service)
         assert client.wait_for_service(timeout_sec=30), service
         resp = self._wait(client.call_async(Trigger.Request()), timeout_s)
         return json.loads(resp.message) if resp.message.startswith("{") else {"message": resp.message}
+
+    def forget(self, timeout_s: float = 120, service: str = "/memorizer/forget_memory", **fields: Any) -> Any:
+        from taskmem_interfaces.srv import ForgetMemory
+
+        client = self.node.create_client(ForgetMemory, service)
+        assert client.wait_for_service(timeout_sec=30), service
+        return self._wait(client.call_async(ForgetMemory.Request(**fields)), timeout_s)
 
     def load_adapter(self, path: str, sha256: str = "", adapter_id: str = "", timeout_s: float = 120) -> Any:
         client = self.node.create_client(LoadAdapter, "/memorizer/load_adapter")
@@ -99,45 +154,101 @@ class GraphClient:
 
 
 class Watcher:
-    """Collects /tuner/progress (JSON) and the latched /tuner/adapter on the client's node."""
+    """The tuner's latched ~/status (TunerStatus) and ~/adapter (AdapterInfo), its RunPhase2 action
+    (feedback collected) and GetTunerStatus, on the client's node."""
 
     def __init__(self, client: Any, ns: str = "") -> None:
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from std_msgs.msg import String
 
-        from taskmem_interfaces.msg import AdapterInfo
+        from taskmem_interfaces.action import RunPhase2
+        from taskmem_interfaces.msg import AdapterInfo, TunerStatus
+        from taskmem_interfaces.srv import GetTunerStatus
 
-        self.events: list[dict[str, Any]] = []
+        self.client = client
+        self.statuses: list[Any] = []
         self.adapters: list[Any] = []
+        self.feedback: list[Any] = []
         self._lock = threading.Lock()
         latched = QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        client.node.create_subscription(String, f"{ns}/tuner/progress", self._on_progress, reliable)
+        client.node.create_subscription(TunerStatus, f"{ns}/tuner/status", self._on_status, latched)
         client.node.create_subscription(AdapterInfo, f"{ns}/tuner/adapter", self._on_adapter, latched)
+        self.action = ActionClient(client.node, RunPhase2, f"{ns}/tuner/run_phase2")
+        self.status_client = client.node.create_client(GetTunerStatus, f"{ns}/tuner/get_status")
+        self.Goal = RunPhase2.Goal
 
-    def _on_progress(self, msg: Any) -> None:
+    def _on_status(self, msg: Any) -> None:
         with self._lock:
-            self.events.append(json.loads(msg.data))
+            self.statuses.append(msg)
 
     def _on_adapter(self, msg: Any) -> None:
         with self._lock:
             self.adapters.append(msg)
 
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout_s: float = 120.0) -> dict[str, Any]:
+    def _on_feedback(self, msg: Any) -> None:
+        with self._lock:
+            self.feedback.append(msg.feedback)
+
+    def send(self, reason: str = "", deliver: int = 0, timeout_s: float = 60.0) -> Any:
+        """Send a RunPhase2 goal; returns the result future (resolves to ``.result`` / ``.status``)."""
+        assert self.action.wait_for_server(timeout_sec=timeout_s)
+        goal = self.Goal(reason=reason, deliver=deliver)
+        handle = self.client._wait(self.action.send_goal_async(goal, feedback_callback=self._on_feedback), timeout_s)
+        assert handle.accepted
+        self.last_handle = handle
+        return handle.get_result_async()
+
+    def result(self, future: Any, timeout_s: float = 120.0) -> Any:
+        return self.client._wait(future, timeout_s)
+
+    def run(self, reason: str = "", deliver: int = 0, timeout_s: float = 120.0) -> Any:
+        return self.result(self.send(reason, deliver), timeout_s)
+
+    def status(self) -> Any:
+        from taskmem_interfaces.srv import GetTunerStatus
+
+        assert self.status_client.wait_for_service(timeout_sec=30)
+        return self.client._wait(self.status_client.call_async(GetTunerStatus.Request()), 30).status
+
+    def wait_status(self, pred: Callable[[Any], bool], timeout_s: float = 120.0) -> Any:
+        """The first published TunerStatus matching ``pred``."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                hit = next((e for e in self.events if pred(e)), None)
+                hit = next((s for s in self.statuses if pred(s)), None)
             if hit is not None:
                 return hit
             time.sleep(0.05)
-        raise AssertionError(f"no matching progress event in {timeout_s}s; got {self.events}")
+        raise AssertionError(f"no matching TunerStatus in {timeout_s}s; got {[s.state for s in self.statuses]}")
 
     def clear(self) -> None:
         with self._lock:
-            self.events.clear()
+            self.statuses.clear()
+            self.feedback.clear()
+
+
+def node_process(module: str, *params: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m taskmem_ros.nodes.<module> --ros-args -p ...`` as its own process (output to
+    ``log``, or discarded: an unread pipe would block a chatty node once it fills)."""
+    cmd = [sys.executable, "-m", f"taskmem_ros.nodes.{module}", "--ros-args"] + [x for p in params for x in ("-p", p)]
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
+    return subprocess.Popen(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> list[int | None]:
+    """SIGINT (a node drains its backlog and exits 0), then SIGKILL past the deadline; the codes."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    for p in procs:
+        try:
+            p.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+    return [p.returncode for p in procs]
 
 
 @contextlib.contextmanager
@@ -159,3 +270,20 @@ def tuner_process(params: Path, log_path: Path) -> Iterator[subprocess.Popen[byt
             except subprocess.TimeoutExpired:
                 tuner.kill()
                 tuner.wait(10)
+
+
+def replay_bag(bag: Path) -> None:
+    """``taskmem-replay`` onto the graph at 3x, as an operator would run it."""
+    cmd = [sys.executable, "-m", "taskmem_ros.cli.replay", str(bag), "--rate", "3", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def record_later_bag(small_bag: Path, out: Path, later_s: int = 120) -> Any:
+    """The ``small_bag`` recording again, ``later_s`` later on the stream clock: what is memorized
+    after an adapter swap (100 frames, like the original)."""
+    from taskmem_ros.bags.record_video import DEFAULT_START_NS, record_video
+
+    media = small_bag.parent
+    return record_video(media / "small.avi", out, audio_path=media / "small.wav", max_frames=100,
+                        start_ns=DEFAULT_START_NS + later_s * 1_000_000_000, progress=False)  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_fixtures import corrupt_entropy, noise_jpeg
 from test_graph_e2e import write_params
 
 pytestmark = pytest.mark.ros
@@ -43,7 +44,7 @@ def test_malformed_sensor_messages_are_counted_not_fatal(tmp_path: Path) -> None
         img_pub = client.node.create_publisher(Image, "camera/image_raw", qos)
         cmp_pub = client.node.create_publisher(CompressedImage, "camera/image_raw/compressed", qos)
         aud_pub = client.node.create_publisher(AudioChunk, "audio/audio", qos)
-        _wait_until(lambda: img_pub.get_subscription_count() and aud_pub.get_subscription_count(), 20, "discovery")
+        _wait_until(lambda: img_pub.get_subscription_count() and aud_pub.get_subscription_count(), 120, "discovery")
         time.sleep(0.5)
 
         def image(w: int, h: int, enc: str, step: int, nbytes: int, sec: int = 100) -> Image:
@@ -82,7 +83,7 @@ def test_malformed_sensor_messages_are_counted_not_fatal(tmp_path: Path) -> None
         def stats() -> dict:
             return client.trigger("/memorizer/get_stats")
 
-        _wait_until(lambda: stats()["frames_rejected"] >= 4 and stats()["audio_rejected"] >= 5, 20, "drops")
+        _wait_until(lambda: stats()["frames_rejected"] >= 4 and stats()["audio_rejected"] >= 5, 120, "drops")
         s = stats()
         assert s["frames_rejected"] == 4
         assert s["audio_rejected"] == 5
@@ -127,7 +128,7 @@ def test_corrupt_jpeg_on_compressed_topic(tmp_path: Path) -> None:
         pub = client.node.create_publisher(
             CompressedImage, "cam/compressed", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         )
-        _wait_until(lambda: pub.get_subscription_count(), 20, "discovery")
+        _wait_until(lambda: pub.get_subscription_count(), 120, "discovery")
         time.sleep(0.5)
         import cv2
 
@@ -138,13 +139,25 @@ def test_corrupt_jpeg_on_compressed_topic(tmp_path: Path) -> None:
             msg.header.stamp.sec = 10
             msg.data = data
             pub.publish(msg)
-        good = CompressedImage(format="jpeg")
-        good.header.stamp.sec = 11
-        good.data = jpeg.tobytes()
-        pub.publish(good)
-        _wait_until(lambda: client.trigger("/memorizer/get_stats")["frames_rejected"] >= 3, 20, "drops")
+
+        def compressed(data: bytes, sec: int, nanosec: int = 0) -> CompressedImage:
+            msg = CompressedImage(format="jpeg")
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+            msg.data = data
+            return msg
+
+        pub.publish(compressed(jpeg.tobytes(), 11))  # the keyframe of second 11
+        # between keyframes (never decoded): garbage and a truncated JPEG are still counted
+        pub.publish(compressed(bytes(4000), 11, 300_000_000))
+        pub.publish(compressed(jpeg.tobytes()[:-50], 11, 600_000_000))
+        # the next keyframe slot: markers intact, entropy data damaged (OpenCV would keep it)
+        pub.publish(compressed(corrupt_entropy(noise_jpeg()), 12))
+        _wait_until(lambda: client.trigger("/memorizer/get_stats")["frames_rejected"] >= 6, 120, "drops")
         s = client.trigger("/memorizer/get_stats")
-        assert s["frames_rejected"] == 3 and s["keyframes_kept"] == 1
+        assert s["frames_rejected"] == 6 and s["keyframes_kept"] == 1, s
+        assert s["frames_rejected_not_an_image"] == 1 and s["frames_rejected_corrupt"] == 1, s
+        assert s["frames_rejected_too_small"] == 2 and s["frames_rejected_empty"] == 1, s
+        assert s["frames_rejected_truncated"] == 1, s
     finally:
         client.close()
         bringup.shutdown()
@@ -191,6 +204,82 @@ def test_sigkill_mid_stream_loses_no_committed_memory(tmp_path: Path, small_bag:
     # Read through the store: one SQLite library per process (two copies break WAL locking).
     with EpisodicStore(StoreConfig(url=f"sqlite:///{db}")) as store:
         assert store.integrity_check() == "ok"
-        stored = {r.id for r in store.timeline()}
+        first = {r.id: r.clip_id for r in store.timeline()}
+        clips_first = store.clips()
     assert reported, "nothing was reported before the kill"
-    assert reported <= stored, f"lost committed entries: {sorted(reported - stored)}"
+    assert reported <= set(first), f"lost committed entries: {sorted(reported - set(first))}"
+    _second_run_appends(tmp_path, params, small_bag[0], db, first, clips_first)
+
+
+def _second_run_appends(tmp_path: Path, params: Path, bag: Path, db: Path, first: dict, clips_first: list) -> None:
+    """A reboot after the kill: a second run on the same store starts its clip count at 0
+    again, yet appends; the first run's clips keep their windows and transcripts, and its
+    entries still point at them. It runs on sim time with no /clock yet: "as of now" must be
+    the latest stamp in memory (the first run's entries), not time 0."""
+    from graph_client import GraphClient
+
+    from taskmem_ros.config import StoreConfig
+    from taskmem_ros.store import EpisodicStore
+
+    log_path = tmp_path / "bringup2.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskmem_ros.nodes.bringup", "--params", str(params), "--use-sim-time"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    client = GraphClient("second_run_observer")
+    try:
+        _wait_until(lambda: "active" in log_path.read_text(), 120, "second bringup")
+        timeline = client.query("", max_results=1000)
+        assert timeline.success and {e.id for e in timeline.entries} == set(first), timeline.message
+        cmd = [sys.executable, "-m", "taskmem_ros.cli.replay", str(bag), "--rate", "2", "--no-progress"]
+        replay = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert replay.returncode == 0, replay.stderr[-2000:]
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    with EpisodicStore(StoreConfig(url=f"sqlite:///{db}")) as store:
+        clips = store.clips()
+        entries = {r.id: r.clip_id for r in store.timeline()}
+    assert clips[: len(clips_first)] == clips_first, "the second run overwrote the first run's clips"
+    second = clips[len(clips_first) :]
+    assert second and {c["run"] for c in second}.isdisjoint({c["run"] for c in clips_first})
+    assert min(c["run_clip_index"] for c in second) == 0  # its segmenter restarted, yet nothing was replaced
+    assert len({c["clip_index"] for c in clips}) == len(clips)
+    assert all(entries[i] == clip for i, clip in first.items()), "first-run entries lost their clip"
+    assert len(entries) > len(first)
+
+
+def test_integer_for_a_float_parameter_is_accepted(tmp_path: Path) -> None:
+    """``clip_seconds: 10`` (as the README writes the default) configures like ``10.0``."""
+    from taskmem_ros.nodes.bringup import Bringup
+
+    params = write_params(tmp_path, tmp_path / "m.db", segmenter={"clip_seconds": 10, "overlap_seconds": 0})
+    bringup = Bringup(["--ros-args", "--params-file", str(params)])
+    try:
+        bringup.activate()
+        cfg = bringup.memorizer._cfg  # what the node actually configured
+        assert cfg.segmenter.clip_seconds == 10.0 and isinstance(cfg.segmenter.clip_seconds, float)
+    finally:
+        bringup.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("ten", "segmenter.clip_seconds='ten' must be a number"), (True, "segmenter.clip_seconds=True must be a number")],
+)
+def test_wrong_parameter_type_is_one_line_not_a_traceback(tmp_path: Path, value: object, expected: str) -> None:
+    params = write_params(tmp_path, tmp_path / "m.db", segmenter={"clip_seconds": value})
+    done = subprocess.run(
+        [sys.executable, "-m", "taskmem_ros.nodes.bringup", "--params", str(params)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and expected in out, out[-3000:]
+    assert "Traceback" not in out and "InvalidParameterTypeException" not in out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from taskmem_ros.config import CONFIG_KEYS, TrainingConfig, load_config, read_params_file, to_flat
+from taskmem_ros.node_config import MemorizerParams, TaskServerParams, TunerParams
 
 PKG = Path(__file__).resolve().parents[2]
 LAUNCH = PKG / "launch" / "robot.launch.py"
@@ -44,9 +45,31 @@ def test_launch_file_parses_and_defines_entry_point(launch_file: Path) -> None:
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
 
+def test_one_lifecycle_path_autostart_or_launch_as_manager() -> None:
+    """Launch files bring nodes up only through launch_support.lifecycle_node: LifecycleNode with
+    autostart where launch_ros has it, configure + activate-on-inactive events otherwise."""
+    from taskmem_ros import launch_support
+
+    for launch_file in (LAUNCH, OFFBOARD):
+        tree = ast.parse(launch_file.read_text())
+        imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert any(n.module == "taskmem_ros.launch_support" for n in imports), launch_file.name
+        assert not _calls(tree, "LifecycleNode") and not _calls(tree, "ChangeState")
+    tree = ast.parse(Path(launch_support.__file__).read_text())
+    (auto,) = [c for c in _calls(tree, "LifecycleNode") if _kw(c, "autostart") is not None]
+    assert ast.literal_eval(_kw(auto, "autostart")) is True  # type: ignore[arg-type]
+    changes = [c for c in _calls(tree, "change") if c.args]
+    assert {ast.unparse(c.args[0]).rsplit(".", 1)[-1] for c in changes} == {
+        "TRANSITION_CONFIGURE",
+        "TRANSITION_ACTIVATE",
+    }
+    handler = _calls(tree, "OnStateTransition")[0]
+    assert ast.literal_eval(_kw(handler, "goal_state")) == "inactive"  # type: ignore[arg-type]
+
+
 def test_executables_exist_in_setup() -> None:
     tree = ast.parse(LAUNCH.read_text())
-    nodes = _calls(tree, "LifecycleNode")
+    nodes = _calls(tree, "lifecycle_node")
     assert {ast.literal_eval(_kw(n, "name")) for n in nodes} == {"memorizer", "task_server"}  # type: ignore[arg-type]
     scripts = _console_scripts()
     for n in nodes:
@@ -65,12 +88,10 @@ def test_launch_arguments_are_declared_and_used() -> None:
     assert used == declared
 
 
-@pytest.mark.ros
 def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
-    from taskmem_ros.nodes.memorizer_node import NODE_PARAMS as MEM
-    from taskmem_ros.nodes.task_node import NODE_PARAMS as TASK
-    from taskmem_ros.nodes.tuner_node import NODE_PARAMS as TUNER
     from taskmem_ros.training.cli import load_training_params
+
+    MEM, TASK, TUNER = (to_flat(p()) for p in (MemorizerParams, TaskServerParams, TunerParams))
 
     known = {
         "memorizer": set(MEM) | CONFIG_KEYS,
@@ -86,7 +107,7 @@ def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
     offboard = read_params_file(PKG / "config" / "offboard.yaml", "tuner")
     assert {"store.url", "model.model_id", "every_n_tasks", "phase2.adapter"} <= set(offboard)
     tree = ast.parse(LAUNCH.read_text())
-    for call in _calls(tree, "LifecycleNode"):
+    for call in _calls(tree, "lifecycle_node"):
         node = ast.literal_eval(_kw(call, "name"))  # type: ignore[arg-type]
         params = _kw(call, "parameters")
         assert isinstance(params, ast.List)
@@ -102,7 +123,7 @@ def test_parameters_named_in_launch_and_yaml_exist_on_the_nodes() -> None:
 
 def test_offboard_launch_starts_the_tuner() -> None:
     tree = ast.parse(OFFBOARD.read_text())
-    nodes = _calls(tree, "LifecycleNode")
+    nodes = _calls(tree, "lifecycle_node")
     assert [ast.literal_eval(_kw(n, "name")) for n in nodes] == ["tuner"]  # type: ignore[arg-type]
     assert ast.literal_eval(_kw(nodes[0], "package")) == "taskmem_ros"  # type: ignore[arg-type]
     assert ast.literal_eval(_kw(nodes[0], "executable")) == "tuner_node"  # type: ignore[arg-type]
@@ -111,14 +132,11 @@ def test_offboard_launch_starts_the_tuner() -> None:
     used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration")}
     assert {"namespace", "use_sim_time", "params_file", "robot_namespace"} == declared == used
     assert "offboard.yaml" in OFFBOARD.read_text()
-    events = _calls(tree, "ChangeState")
-    assert len(events) == 2  # configure, then activate on 'inactive'
+    assert not _calls(tree, "ChangeState")  # one lifecycle path: launch_support
 
 
-@pytest.mark.ros
 def test_offboard_launch_parameters_exist_on_the_tuner() -> None:
-    from taskmem_ros.nodes.tuner_node import NODE_PARAMS as TUNER
-
+    TUNER = to_flat(TunerParams())
     tree = ast.parse(OFFBOARD.read_text())
     for var in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
         for assign in (a for a in ast.walk(var) if isinstance(a, ast.Assign) and isinstance(a.value, ast.Dict)):

@@ -8,8 +8,6 @@ and paths outside adapter.allowed_dir are refused and the previous adapter stays
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,38 +18,22 @@ import yaml
 pytestmark = pytest.mark.ros
 
 PKG = Path(__file__).resolve().parents[2]
-NS = 1_000_000_000
-
-
-def _replay(bag: Path) -> None:
-    cmd = [sys.executable, "-m", "taskmem_ros.cli.replay", str(bag), "--rate", "3", "--no-progress"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="module")
 def graph(
     tmp_path_factory: pytest.TempPathFactory, small_bag: tuple[Path, object], taught_qwen3vl_footage: Path
 ) -> Iterator[dict]:
-    from graph_client import GraphClient
+    from graph_client import GraphClient, record_later_bag, replay_bag
 
     from taskmem_ros.adapters import save_steering
-    from taskmem_ros.bags.record_video import DEFAULT_START_NS, record_video
     from taskmem_ros.nodes.bringup import bringup_process
 
     tmp = tmp_path_factory.mktemp("qwen3vl_graph")
     adapters = tmp / "adapters"
     adapters.mkdir()
     # the same recording 2 minutes later: memorized after the adapter swap
-    media = small_bag[0].parent
-    later = record_video(
-        media / "small.avi",
-        tmp / "later_bag",
-        audio_path=media / "small.wav",
-        max_frames=100,
-        start_ns=DEFAULT_START_NS + 120 * NS,
-        progress=False,
-    )
+    later = record_later_bag(small_bag[0], tmp / "later_bag")
     assert later.frames == 100
     rng = np.random.default_rng(0)
     model = str(taught_qwen3vl_footage)
@@ -74,7 +56,7 @@ def graph(
     with bringup_process(path, tmp / "bringup.log") as proc:
         client = GraphClient()
         try:
-            _replay(small_bag[0])
+            replay_bag(small_bag[0])
             before = client.trigger("/memorizer/flush")
             yield {
                 "client": client,
@@ -94,7 +76,11 @@ def test_model_memorizes_the_replayed_clips(graph: dict) -> None:
     stats, client = graph["before"], graph["client"]
     assert stats["clips_memorized"] == 3 and stats["clips_failed"] == 0, stats
     assert stats["policy_outputs"] == 3
-    assert stats["entries_committed"] >= 3
+    # Every clip yields a memory: new ones are committed, repeats of one already written (in the
+    # store or earlier in the same batch) are counted. How clips fall into batches depends on
+    # machine load, so only the sum is fixed.
+    assert stats["entries_committed"] >= 1
+    assert stats["entries_committed"] + stats.get("policy_entries_repeat_context", 0) >= 3, stats
     entries = client.query("", max_results=100).entries
     assert {e.model_id for e in entries} == {graph["model"]} and {e.adapter_id for e in entries} == {""}
     assert any("corridor" in e.text for e in entries)
@@ -142,7 +128,9 @@ def test_adapter_swap_verification_and_rollback(graph: dict, minilm: object) -> 
     assert client.adapters and client.adapters[-1].adapter_id == "focus-v1"  # latched AdapterInfo
 
     # entries written after the swap carry the adapter that wrote them
-    _replay(graph["later_bag"])
+    from graph_client import replay_bag
+
+    replay_bag(graph["later_bag"])
     after = client.trigger("/memorizer/flush")
     assert after["clips_memorized"] > graph["before"]["clips_memorized"], after
     entries = client.query("", max_results=200).entries

@@ -1,6 +1,7 @@
-"""The tuner node on a real ROS graph: it runs training as its own process, republishes the JSON
-progress, publishes the adapter and delivers it to a real memorizer (tiny Qwen3-VL), which
-accepts it or refuses it (wrong base model) while the tuner reports and carries on.
+"""The tuner node on a real ROS graph: a RunPhase2 goal runs training as its own process, its JSON
+progress comes back as typed feedback, the adapter is published and delivered to a real memorizer
+(tiny Qwen3-VL), which accepts it or refuses it (wrong base model) while the tuner reports it in
+the action result and its TunerStatus, and carries on.
 
 Process handling (crash, skip, refusal, triggers) is driven by a small training script that speaks
 the taskmem-train JSON protocol and writes a real steering adapter with save_steering, so each
@@ -11,6 +12,7 @@ to the robot, with nothing stood in.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -131,79 +133,96 @@ def graph(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3vl: Path) -> Itera
     assert tuner.returncode == 0, (tmp / "tuner.log").read_text()[-3000:]
 
 
+SUCCEEDED, CANCELED, ABORTED = 4, 5, 6  # action_msgs/GoalStatus
+
+
+def _metrics(result: Any) -> dict[str, float]:
+    return dict(zip(result.metric_names, result.metric_values, strict=True))
+
+
 def test_run_progress_adapter_and_delivery(graph: dict[str, Any]) -> None:
     from taskmem_ros.adapters import adapter_sha256
 
-    client, watcher = graph["client"], graph["watcher"]
-    assert client.trigger("/tuner/run_phase2")["message"] == "started"
-    assert client.trigger("/tuner/run_phase2")["message"] == "already running"  # one run at a time
-    assert client.trigger("/tuner/get_status")["running"] is True
-    done = watcher.wait_for(lambda e: e["event"] == "done")
-    delivered = watcher.wait_for(lambda e: e["event"] in ("delivered", "delivery_refused"))
-    assert delivered["event"] == "delivered" and delivered["success"], delivered
-    assert delivered["active"] == "tuned-v1"
+    watcher = graph["watcher"]
+    first = watcher.send(reason="test")
+    busy = watcher.run()  # one run at a time: the second goal is answered, not queued
+    assert busy.status == ABORTED and busy.result.outcome == "busy"
+    assert watcher.status().state == "training"
+    response = watcher.result(first)
+    assert response.status == SUCCEEDED, response.result
+    result = response.result
+    assert result.success and result.outcome == "done"
+    assert result.delivered and result.active_adapter_id == "tuned-v1", result.delivery_message
+    assert _metrics(result) == {"pairs": 3.0}
+    path = Path(result.adapter.path)
+    assert path.parent == graph["adapters"] and result.adapter.sha256 == adapter_sha256(path)
+    assert result.adapter.kind == "steering" and result.adapter.base_model == graph["model"]
 
-    stages = [e for e in watcher.events if e["event"] == "progress"]
-    assert [e["stage"] for e in stages] == ["sample", "train", "train"]
-    assert all(0.0 <= e["fraction"] <= 1.0 for e in stages) and stages[-1]["loss"] == 0.5
-    assert not any("chatting" in json.dumps(e) for e in watcher.events)  # non-JSON lines are not progress
-    path = Path(done["path"])
-    assert path.parent == graph["adapters"] and done["sha256"] == adapter_sha256(path)
+    stages = [f for f in watcher.feedback if f.stage in ("sample", "train")]
+    assert [f.stage for f in stages] == ["sample", "train", "train"]
+    assert all(0.0 <= f.fraction <= 1.0 for f in stages)
+    assert [f.step for f in stages] == [-1, 1, 2] and stages[-1].loss == 0.5 and math.isnan(stages[0].loss)
+    assert watcher.feedback[0].stage == "started" and watcher.feedback[-1].stage == "delivering"
+    assert not any("chatting" in f.message for f in watcher.feedback)  # non-JSON lines are not progress
 
     # the tuner's latched AdapterInfo: trained (inactive), then active once the robot accepted it
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while len(watcher.adapters) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     trained, active = watcher.adapters[0], watcher.adapters[-1]
-    assert (trained.adapter_id, trained.sha256, trained.active) == ("tuned-v1", done["sha256"], False)
-    assert trained.kind == "steering" and trained.base_model == graph["model"]
+    assert (trained.adapter_id, trained.sha256, trained.active) == ("tuned-v1", result.adapter.sha256, False)
     assert json.loads(trained.metrics_json) == {"pairs": 3}
     assert active.adapter_id == "tuned-v1" and active.active
 
     # the robot: its latched memory/adapter names the new adapter
-    deadline = time.monotonic() + 10
+    client = graph["client"]
+    deadline = time.monotonic() + 60
     while (not client.adapters or client.adapters[-1].adapter_id != "tuned-v1") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert client.adapters[-1].adapter_id == "tuned-v1" and client.adapters[-1].sha256 == done["sha256"]
-    status = client.trigger("/tuner/get_status")
-    assert status["running"] is False and status["runs"] == 1
-    assert status["last_delivery"]["success"] is True and status["last_result"]["adapter_id"] == "tuned-v1"
+    assert client.adapters[-1].adapter_id == "tuned-v1" and client.adapters[-1].sha256 == result.adapter.sha256
+    status = watcher.wait_status(lambda s: s.state == "idle" and s.runs == 1)
+    assert status.last_outcome == "done" and status.last_delivery_success
+    assert status.last_adapter.adapter_id == "tuned-v1" and status.active_adapter_id == "tuned-v1"
+    assert [s.state for s in watcher.statuses if s.state != "idle"][:1] == ["training"]
 
 
 def test_refused_delivery_is_reported_and_robot_keeps_its_adapter(graph: dict[str, Any]) -> None:
     client, watcher = graph["client"], graph["watcher"]
     watcher.clear()
     _write_mode(graph["mode"], mode="ok", adapter_id="tuned-wrong", base_model="Qwen/Qwen3-VL-8B-Instruct")
-    assert client.trigger("/tuner/run_phase2")["message"] == "started"
-    watcher.wait_for(lambda e: e["event"] == "done")
-    refused = watcher.wait_for(lambda e: e["event"] in ("delivered", "delivery_refused"))
-    assert refused["event"] == "delivery_refused" and not refused["success"], refused
-    assert "base" in refused["message"].lower() and refused["active"] == "tuned-v1"  # robot rolled back
+    response = watcher.run()
+    result = response.result
+    assert response.status == SUCCEEDED and result.outcome == "done"  # trained fine; the robot said no
+    assert not result.success and not result.delivered
+    assert "base" in result.delivery_message.lower() and result.active_adapter_id == "tuned-v1"  # rolled back
     assert client.trigger("/memorizer/get_stats")["adapter_swaps_failed"] >= 1
     assert client.adapters[-1].adapter_id == "tuned-v1"
-    status = client.trigger("/tuner/get_status")
-    assert status["last_delivery"]["success"] is False and status["running"] is False
+    status = watcher.status()
+    assert status.state == "idle" and not status.last_delivery_success
 
 
-def test_failed_and_skipped_runs_are_reported(graph: dict[str, Any]) -> None:
-    client, watcher = graph["client"], graph["watcher"]
-    watcher.clear()
+def test_failed_skipped_cancelled_and_undelivered_runs(graph: dict[str, Any]) -> None:
+    watcher = graph["watcher"]
     _write_mode(graph["mode"], mode="crash")
-    assert client.trigger("/tuner/run_phase2")["message"] == "started"
-    err = watcher.wait_for(lambda e: e["event"] == "error")
-    assert err["returncode"] == 1 and "boom" in err["message"]
-    watcher.clear()
+    crashed = watcher.run()
+    assert crashed.status == ABORTED and crashed.result.outcome == "error"
+    assert "status 1" in crashed.result.message and "boom" in crashed.result.message
+    assert watcher.status().last_outcome == "error"
     _write_mode(graph["mode"], mode="skip")
-    deadline = time.monotonic() + 10
-    while client.trigger("/tuner/get_status")["running"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert client.trigger("/tuner/run_phase2")["message"] == "started"
-    watcher.wait_for(lambda e: e["event"] == "skipped")
-    deadline = time.monotonic() + 10
-    while (status := client.trigger("/tuner/get_status"))["running"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert status["last_result"]["event"] == "skipped"
-    assert not any(e["event"] in ("done", "delivered", "delivery_refused") for e in watcher.events)
+    skipped = watcher.run()
+    assert skipped.status == SUCCEEDED and skipped.result.outcome == "skipped" and not skipped.result.success
+    assert "min_tasks" in skipped.result.message
+    _write_mode(graph["mode"], mode="ok", adapter_id="tuned-slow", sleep=60.0)
+    watcher.clear()
+    future = watcher.send()
+    watcher.wait_status(lambda s: s.state == "training")
+    watcher.client._wait(watcher.last_handle.cancel_goal_async(), 30)
+    cancelled = watcher.result(future, timeout_s=60)
+    assert cancelled.status == CANCELED and cancelled.result.outcome == "cancelled"
+    _write_mode(graph["mode"], mode="ok", adapter_id="tuned-kept")
+    kept = watcher.run(deliver=watcher.Goal.DELIVER_NO)
+    assert kept.result.outcome == "done" and kept.result.success and not kept.result.delivery_message
+    assert graph["client"].adapters[-1].adapter_id == "tuned-v1"  # not delivered: the robot is unchanged
     assert graph["tuner"].poll() is None  # still serving
 
 
@@ -212,18 +231,22 @@ def test_every_n_tasks_triggers_a_run(graph: dict[str, Any]) -> None:
     from taskmem_ros.store import EpisodicStore
 
     watcher = graph["watcher"]
+    runs = watcher.status().runs
     watcher.clear()
     _write_mode(graph["mode"], mode="ok", adapter_id="tuned-v2")
     with EpisodicStore(StoreConfig(url=f"sqlite:///{graph['db']}", embedder="hash")) as store:
         store.log_task("eval only", asked_at_ns=1, is_eval=True)  # evaluation tasks never count
         for i in range(2):
             store.log_task(f"where is thing {i}?", asked_at_ns=10 + i, stream="robot")
-        time.sleep(2.0)
-        assert not any(e["event"] == "started" for e in watcher.events)  # 2 < every_n_tasks=3
+        covered = watcher.status().tasks_covered
+        deadline = time.monotonic() + 30
+        while watcher.status().tasks < covered + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watcher.status().runs == runs  # 2 < every_n_tasks=3
         store.log_task("where is thing 2?", asked_at_ns=20, stream="robot")
-    started = watcher.wait_for(lambda e: e["event"] == "started", timeout_s=30)
-    assert started["reason"] == "every_n_tasks" and started["tasks"] == 3
-    delivered = watcher.wait_for(lambda e: e["event"] in ("delivered", "delivery_refused"))
-    assert delivered["event"] == "delivered" and delivered["active"] == "tuned-v2"
-    time.sleep(1.5)  # no new tasks since: no second automatic run
-    assert sum(e["event"] == "started" for e in watcher.events) == 1
+    started = watcher.wait_status(lambda s: s.state == "training", timeout_s=30)
+    assert started.runs == runs + 1
+    done = watcher.wait_status(lambda s: s.state == "idle" and s.runs == runs + 1, timeout_s=120)
+    assert done.last_outcome == "done" and done.last_delivery_success and done.active_adapter_id == "tuned-v2"
+    assert done.tasks_covered >= covered + 3
+    assert watcher.status().runs == runs + 1  # covered: no second automatic run

@@ -21,14 +21,13 @@ def test_real_phase2_through_the_tuner_reaches_the_robot(tmp_path: Path) -> None
     """No stand-in: the tuner's default command (`taskmem-train phase2`) trains a steering adapter
     from the tasks and clips the robot logged, and the robot's memorizer accepts it."""
     from graph_client import GraphClient, Watcher, tuner_process
-    from tiny_models import synthetic_clip
 
     from taskmem_ros.config import PolicyConfig, StoreConfig
-    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, teach
+    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, synthetic_clip, teach
     from taskmem_ros.nodes.bringup import bringup_process
     from taskmem_ros.policy.prompt import clip_messages
     from taskmem_ros.store import EpisodicStore
-    from taskmem_ros.training.clip_archive import ClipArchive
+    from taskmem_ros.store.clip_archive import ClipArchive
     from taskmem_ros.types import MemoryDraft, PolicyContext
 
     db, clips_dir, adapters = tmp_path / "memory.db", tmp_path / "clips", tmp_path / "adapters"
@@ -81,26 +80,19 @@ def test_real_phase2_through_the_tuner_reaches_the_robot(tmp_path: Path) -> None
         client = GraphClient("tuner_real_probe")
         watcher = Watcher(client)
         try:
+            response = watcher.run(reason="real", timeout_s=520)
+            result = response.result
+            assert result.outcome == "done", (result.message, (tmp_path / "tuner.log").read_text()[-3000:])
+            assert result.delivered and result.active_adapter_id == result.adapter.adapter_id, result
+            assert result.metric_names  # held-out metrics came back typed
+            stages = {f.stage for f in watcher.feedback}
+            assert {"sample", "train", "register", "delivering"} <= stages
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if client.trigger("/tuner/run_phase2", timeout_s=5)["message"] == "started":
-                        break
-                except (AssertionError, TimeoutError):
-                    pass
-                time.sleep(0.5)
-            done = watcher.wait_for(lambda e: e["event"] in ("done", "error", "skipped"), timeout_s=400)
-            assert done["event"] == "done", (done, (tmp_path / "tuner.log").read_text()[-3000:])
-            delivered = watcher.wait_for(lambda e: e["event"] in ("delivered", "delivery_refused"), timeout_s=120)
-            assert delivered["event"] == "delivered" and delivered["active"] == done["adapter_id"], delivered
-            stages = {e.get("stage") for e in watcher.events if e["event"] == "progress"}
-            assert {"sample", "train", "register"} <= stages
-            deadline = time.monotonic() + 10
-            while (not client.adapters or client.adapters[-1].adapter_id != done["adapter_id"]) and (
+            while (not client.adapters or client.adapters[-1].adapter_id != result.adapter.adapter_id) and (
                 time.monotonic() < deadline
             ):
                 time.sleep(0.05)
-            assert client.adapters[-1].adapter_id == done["adapter_id"]  # the robot runs the new adapter
-            assert client.adapters[-1].sha256 == done["sha256"]
+            assert client.adapters[-1].adapter_id == result.adapter.adapter_id  # the robot runs the new adapter
+            assert client.adapters[-1].sha256 == result.adapter.sha256
         finally:
             client.close()

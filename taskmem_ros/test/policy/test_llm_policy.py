@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import TAUGHT_MEMORY, synthetic_clip
+from tiny_models import TAUGHT_MEMORY
 
 from taskmem_ros.config import TaskMemConfig, from_nested
+from taskmem_ros.llm.tiny import synthetic_clip
 from taskmem_ros.memorizer import Memorizer
-from taskmem_ros.policy.base import make_policy
+from taskmem_ros.policy.factory import make_policy
 from taskmem_ros.policy.llm_policy import LLMPolicy
 from taskmem_ros.policy.prompt import clip_messages
 from taskmem_ros.store import EpisodicStore

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from taskmem_ros.policy.parsing import extract_json, parse_entries, strip_thinking
+from taskmem_ros.policy.parsing import parse_entries
 
 
 def parse(text: str, **kw: object):  # type: ignore[no-untyped-def]
@@ -33,11 +33,6 @@ def test_think_blocks_fences_and_prose_are_stripped() -> None:
     out = parse(text)
     assert [e.text for e in out.entries] == ["A door opens."]
     assert out.counts["policy_think_stripped"] == 1
-
-
-def test_template_opened_think_block() -> None:
-    assert strip_thinking("reasoning here</think>\n{}")[0].strip() == "{}"
-    assert strip_thinking("<think>never finished")[0] == ""
 
 
 def test_trailing_commas_and_smart_quotes_are_repaired() -> None:
@@ -90,6 +85,30 @@ def test_other_shapes_are_accepted() -> None:
     assert nan.start_s is None and nan.end_s is None
 
 
-def test_extract_json_raises_value_error() -> None:
-    with pytest.raises(ValueError):
-        extract_json("nothing")
+def test_bullet_list_output_one_memory_per_line() -> None:
+    """A small text LLM writes one memory per line (``text_llm`` prompt); the same parser reads it."""
+    text = (
+        "- Someone said the keys are in the kitchen drawer.\n"
+        "- A sign read 'EXIT B2'.\n"
+        "- A sign read 'EXIT B2'.\n"  # the model looping on one line
+        "* The scene changed at 13 s.\n"
+        "- The scene changed at 13 s (still mostly"  # cut at the token limit
+    )
+    out = parse(text, cut=True)
+    assert out.ok and [e.text for e in out.entries] == [
+        "Someone said the keys are in the kitchen drawer.",
+        "A sign read 'EXIT B2'.",
+        "The scene changed at 13 s.",
+    ]
+    assert all(e.kind == "episodic" for e in out.entries)
+    assert out.counts["policy_line_outputs"] == 1 and out.counts["policy_entries_duplicate"] == 1
+    assert out.counts["policy_repaired_outputs"] == 1  # the unfinished last line was dropped
+    # not cut: the last line is kept; prose between bullets is skipped and counted as a repair
+    kept = parse("- Lunch is at one.\nI also saw a cat.\n- The cafe sign.")
+    assert [e.text for e in kept.entries] == ["Lunch is at one.", "The cafe sign."]
+    assert kept.counts["policy_repaired_outputs"] == 1
+    nothing = parse("- none")
+    assert nothing.ok and nothing.entries == [] and nothing.counts["policy_malformed_outputs"] == 0
+    # prose that does not start with a bullet is no memory list
+    prose = parse("The robot's camera detected a person's face. - maybe")
+    assert not prose.ok and prose.counts["policy_malformed_outputs"] == 1

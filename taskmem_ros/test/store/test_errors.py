@@ -43,18 +43,43 @@ def test_directory_as_database_path(tmp_path: Path) -> None:
         EpisodicStore(_cfg(tmp_path)).open()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+_OPEN_READ_ONLY = """
+import sys
+from taskmem_ros.config import StoreConfig
+from taskmem_ros.store import EpisodicStore, StoreReadOnlyError
+try:
+    EpisodicStore(StoreConfig(url="sqlite:///" + sys.argv[1], embedder="hash")).open()
+except StoreReadOnlyError as exc:
+    print("read-only:", exc)
+    sys.exit(0)
+sys.exit("opened a database whose files and directory are read-only")
+"""
+
+
 def test_read_only_file_permissions(tmp_path: Path) -> None:
+    """File modes deny writing. Root ignores them (CAP_DAC_OVERRIDE), so as root (CI) the open
+    runs in a child without that capability (util-linux ``setpriv``)."""
+    import subprocess
+    import sys
+
     db = tmp_path / "ro.db"
     EpisodicStore(_cfg(db)).open().close()
     for p in tmp_path.iterdir():
         p.chmod(0o444)
     tmp_path.chmod(0o555)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"] if os.geteuid() == 0 else []
     try:
-        with pytest.raises(StoreReadOnlyError):
-            EpisodicStore(_cfg(db)).open()
+        proc = subprocess.run(
+            [*drop, sys.executable, "-c", _OPEN_READ_ONLY, str(db)],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         tmp_path.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "read-only:" in proc.stdout and str(db) in proc.stdout
 
 
 def test_read_only_database(tmp_path: Path) -> None:

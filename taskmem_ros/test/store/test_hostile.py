@@ -10,6 +10,8 @@ from store_helpers import drafts
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.store.lexical import MAX_TERMS, query_terms, quote
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 HOSTILE = [
     "'; DROP TABLE memory_entries; --",
     '"; DROP TABLE memory_entries; --',

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from store_helpers import drafts
 
 from taskmem_ros.store import EpisodicStore, StoreError
 from taskmem_ros.types import NS_PER_S, Answer, MemoryDraft
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 def test_add_entries_round_trip(store: EpisodicStore) -> None:
@@ -54,11 +58,54 @@ def test_invalid_drafts_are_rejected_before_writing(store: EpisodicStore) -> Non
     assert store.count_entries() == 0
 
 
-def test_clip_upsert_on_replay(store: EpisodicStore) -> None:
-    a = store.add_clip("robot", 3, 0, 10)
-    b = store.add_clip("robot", 3, 0, 12, keyframes=4)
-    c = store.add_clip("other", 3, 0, 10)
-    assert a == b and c != a
+def test_clip_identity_is_stream_run_index(store: EpisodicStore) -> None:
+    a = store.add_clip("robot", 3, 0, 10, run="boot-1")
+    b = store.add_clip("robot", 3, 0, 12, keyframes=4, run="boot-1")  # the same clip written again
+    c = store.add_clip("other", 3, 0, 10, run="boot-1")
+    d = store.add_clip("robot", 3, 100, 110, transcript="later", run="boot-2")  # a reboot counts from 0 again
+    assert a == b and len({a, c, d}) == 3
+    rows = {r["id"]: r for r in store.clips()}
+    assert (rows[a]["end_ns"], rows[a]["keyframes"], rows[a]["run"]) == (12, 4, "boot-1")
+    assert (rows[d]["start_ns"], rows[d]["transcript"], rows[d]["run_clip_index"]) == (100, "later", 3)
+    assert [r["clip_index"] for r in store.clips("robot")] == [0, 1]  # the store's own ordinal
+
+
+def test_stores_from_before_clip_runs_keep_their_rows(tmp_path: Path) -> None:
+    """Migration 0003 adds the run columns without rebuilding ``clips``: old rows, and the
+    entries pointing at them, are kept as they were (run '' = written before runs existed)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from taskmem_ros.config import StoreConfig
+    from taskmem_ros.store.engine import create_store_engine
+    from taskmem_ros.store.episodic_store import _MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    se = create_store_engine(StoreConfig(url=url, embedder="hash"))
+    acfg = AlembicConfig()
+    acfg.set_main_option("script_location", str(_MIGRATIONS))
+    acfg.attributes["has_vec"] = se.has_vec
+    with se.engine.begin() as conn:
+        acfg.attributes["connection"] = conn
+        command.upgrade(acfg, "0002")
+        conn.exec_driver_sql("INSERT INTO streams (id, name, created_ns) VALUES (1, 'robot', 0)")
+        conn.exec_driver_sql(
+            "INSERT INTO clips (id, stream_id, clip_index, start_ns, end_ns, keyframes, transcript) "
+            "VALUES (7, 1, 0, 0, 10, 3, 'old words')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO memory_entries (id, stream_id, clip_id, kind, text, start_ns, end_ns, source, model_id, "
+            "adapter_id, confidence, created_ns) VALUES (1, 1, 7, 'episodic', 'old memory', 0, 10, '', '', '', 1, 0)"
+        )
+    se.engine.dispose()
+    with EpisodicStore(StoreConfig(url=url, embedder="hash")) as store:
+        assert store.clips() == [
+            {"id": 7, "stream": "robot", "clip_index": 0, "run": "", "run_clip_index": 0, "start_ns": 0,
+             "end_ns": 10, "keyframes": 3, "transcript": "old words"}
+        ]  # fmt: skip
+        assert [(r.text, r.clip_id) for r in store.timeline()] == [("old memory", 7)]
+        new = store.add_clip("robot", 0, 20, 30, run="boot-1")  # a new run after the upgrade appends
+        assert new != 7 and [c["clip_index"] for c in store.clips()] == [0, 1]
 
 
 def test_timeline_recent_and_filters(store: EpisodicStore) -> None:
@@ -116,10 +163,14 @@ def test_adapters_one_active_per_kind(store: EpisodicStore) -> None:
         store.set_active_adapter("missing")
 
 
-def test_stats_and_closed_store(store: EpisodicStore) -> None:
+def test_stats_and_closed_store(store: EpisodicStore, backend: str) -> None:
     store.add_entries("robot", drafts(["one", "two"]))
     st = store.stats()
-    assert st["entries"] == 2 and st["streams"] == 1 and st["db_bytes"] > 0 and st["sqlite_vec"] and st["fts5"]
+    assert st["entries"] == 2 and st["streams"] == 1 and st["backend"] == backend
+    if backend == "sqlite":
+        assert st["db_bytes"] > 0 and st["sqlite_vec"] and st["fts5"]
+    else:
+        assert st["vector_search"] == "pgvector" and st["indexed"] == 2
     store.close()
     with pytest.raises(StoreError, match="not open"):
         store.count_entries()

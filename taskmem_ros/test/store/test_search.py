@@ -11,6 +11,8 @@ from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.types import NS_PER_S, MemoryDraft
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 MEMORIES = [
     "Alice placed the red mug on the kitchen shelf",
     "Bob watered the tomato plants on the balcony",
@@ -97,6 +99,7 @@ def test_writes_from_another_store_instance_are_seen(make_store: Callable[..., E
     assert reader.search("keys doormat")[0].record.text == "The keys are under the doormat"
 
 
+@pytest.mark.backends("sqlite")  # sqlite-vec's KNN against the RAM index
 def test_vec0_knn_agrees_with_ram_index(make_store: Callable[..., EpisodicStore]) -> None:
     ram = make_store("v.db")
     sql = make_store("v.db", vector_search="vec0")

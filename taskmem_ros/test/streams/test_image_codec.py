@@ -7,6 +7,7 @@ import array
 import cv2
 import numpy as np
 import pytest
+from image_fixtures import corrupt_entropy, noise_jpeg
 
 from taskmem_ros.streams.image_codec import (
     SUPPORTED_ENCODINGS,
@@ -16,6 +17,7 @@ from taskmem_ros.streams.image_codec import (
     decode_raw_image,
     encode_compressed_image,
     encode_raw_image,
+    validate_compressed_image,
 )
 
 
@@ -174,8 +176,9 @@ def test_compressed_depth_png_decodes():
 def test_corrupt_jpeg_is_rejected(smooth):
     jpg = bytearray(encode_compressed_image(smooth))
     garbage = bytes(jpg[:4]) + bytes(np.random.default_rng(2).integers(0, 256, 2000, dtype=np.uint8)) + b"\xff\xd9"
-    with pytest.raises(ImageDecodeError, match="corrupt or undecodable"):
+    with pytest.raises(ImageDecodeError, match="JPEG without a valid frame header") as err:
         decode_compressed_image(garbage, "jpeg")
+    assert err.value.kind == "corrupt"
 
 
 def test_truncated_jpeg_is_rejected(smooth):
@@ -190,3 +193,67 @@ def test_truncated_jpeg_is_rejected(smooth):
 def test_undecodable_payloads_are_rejected(payload):
     with pytest.raises(ImageDecodeError):
         decode_compressed_image(payload, "png")
+
+
+# -- container checks on every compressed frame; strict decoding of keyframes ------------------
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (b"", "empty"),
+        (b"\xff\xd8\xff\xe0garbage", "too_small"),
+        (bytes(200), "not_an_image"),
+        (b"GIF89a" + bytes(200), "not_an_image"),
+        (noise_jpeg()[:-60], "truncated"),
+        (b"\xff\xd8\xff\xe0" + bytes(200) + b"\xff\xd9", "corrupt"),  # no frame header
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "truncated"),  # no IEND
+    ],
+)
+def test_cheap_container_check_names_the_fault(payload: bytes, kind: str) -> None:
+    with pytest.raises(ImageDecodeError) as err:
+        validate_compressed_image(payload, "jpeg")
+    assert err.value.kind == kind, err.value
+
+
+def test_container_check_accepts_real_jpeg_and_png() -> None:
+    rgb = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+    assert validate_compressed_image(encode_compressed_image(rgb, "jpeg"), "jpeg") == "jpeg"
+    assert validate_compressed_image(encode_compressed_image(rgb, "png"), "png") == "png"
+
+
+def test_jpeg_with_libjpeg_warnings_is_rejected_not_kept() -> None:
+    bad = corrupt_entropy(noise_jpeg())
+    assert cv2.imdecode(np.frombuffer(bad, np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV would keep it
+    assert validate_compressed_image(bad, "jpeg") == "jpeg"  # markers intact: only decoding can tell
+    with pytest.raises(ImageDecodeError, match="Corrupt JPEG data") as err:
+        decode_compressed_image(bad, "jpeg")
+    assert err.value.kind == "corrupt"
+
+
+def test_corrupt_non_keyframes_are_counted_without_decoding() -> None:
+    """The container check runs when the message is converted, before the segmenter decides
+    whether the frame is a keyframe: garbage between keyframes is counted too."""
+    from types import SimpleNamespace
+
+    from taskmem_ros.streams.messages import compressed_source, count_rejection
+
+    def msg(data: bytes, sec: int) -> SimpleNamespace:
+        stamp = SimpleNamespace(sec=sec, nanosec=0)
+        return SimpleNamespace(data=data, format="jpeg", header=SimpleNamespace(stamp=stamp, frame_id="cam"))
+
+    counts: dict[str, int] = {}
+    decoded = []
+    for data in (noise_jpeg(), bytes(500), noise_jpeg()[:-60]):
+        try:
+            stamp, _decode, _ = compressed_source(msg(data, 5))
+            decoded.append(stamp)
+        except ImageDecodeError as exc:
+            count_rejection(counts, exc)
+    assert decoded == [5 * 10**9]
+    assert counts == {"frames_rejected": 2, "frames_rejected_not_an_image": 1, "frames_rejected_truncated": 1}
+
+
+def test_reduced_size_jpeg_decode_respects_max_pixels() -> None:
+    rgb = (np.random.default_rng(2).random((480, 640, 3)) * 255).astype(np.uint8)
+    out = decode_compressed_image(encode_compressed_image(rgb, "jpeg"), "jpeg", max_pixels=160 * 120)
+    assert out.shape[0] * out.shape[1] <= 160 * 120 and out.shape[2] == 3 and out.dtype == np.uint8
+    assert abs(out.shape[1] / out.shape[0] - 640 / 480) < 0.05

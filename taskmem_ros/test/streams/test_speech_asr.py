@@ -1,4 +1,5 @@
-"""VAD + ASR on real synthetic speech (espeak-ng), through the pipeline the memorizer runs."""
+"""VAD + pocketsphinx ASR on real synthetic speech (espeak-ng), through the pipeline the memorizer
+runs (Whisper, the default where installed, is tested in test_whisper_asr.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 
 from taskmem_ros.config import SegmenterConfig
+from taskmem_ros.errors import MissingDependencyError
 from taskmem_ros.streams.asr import PocketSphinxASR, make_asr, register_asr
 from taskmem_ros.streams.audio import resample
-from taskmem_ros.streams.optional import MissingDependencyError, require
+from taskmem_ros.streams.optional import require
 from taskmem_ros.streams.speech import SpeechPipeline
 from taskmem_ros.streams.vad import SileroVAD, make_vad
 from taskmem_ros.types import NS_PER_S, Clip, TranscriptSegment
@@ -25,7 +27,7 @@ def clip_with(speech: np.ndarray, at_s: float = 2.0, seconds: float = 10.0) -> C
 
 @pytest.fixture(scope="module")
 def pipeline():
-    sp = SpeechPipeline(SegmenterConfig())
+    sp = SpeechPipeline(SegmenterConfig(asr="pocketsphinx"))
     yield sp
     sp.close()
 
@@ -79,7 +81,7 @@ def test_silent_clip_skips_vad_and_asr(pipeline):
 
 
 def test_without_vad_asr_decodes_the_whole_clip(espeak):
-    sp = SpeechPipeline(SegmenterConfig(vad="none"))
+    sp = SpeechPipeline(SegmenterConfig(vad="none", asr="pocketsphinx"))
     clip = sp.annotate(clip_with(espeak("my keys are in the kitchen drawer"), at_s=0.5, seconds=4.0))
     assert clip.speech_segments == [] and len(clip.transcript) == 1
     # one 4 s utterance with silence around it decodes worse than the VAD span ("my keys are ...")

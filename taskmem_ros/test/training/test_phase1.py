@@ -6,9 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
-from tiny_models import TAUGHT_MEMORY, synthetic_clip
+from tiny_models import TAUGHT_MEMORY
 
 from taskmem_ros.config import Phase1Config, TrainingConfig
+from taskmem_ros.llm.tiny import synthetic_clip
 from taskmem_ros.store.embedding import HashEmbedder
 from taskmem_ros.training.phase1 import build_phase1_dataset, run_phase1, text_only_messages
 

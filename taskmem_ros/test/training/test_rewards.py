@@ -152,10 +152,8 @@ def test_read_supported() -> None:
 def test_judge_fidelity_reward_with_a_real_tiny_judge(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A tiny Qwen3-VL taught to call only the first statement supported: the reward is the
     supported share; a random-weight judge's unreadable output scores 0 and is counted."""
-    from tiny_models import synthetic_clip
-
     from taskmem_ros.config import ModelConfig
-    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, teach
+    from taskmem_ros.llm.tiny import build_tiny_qwen3vl, synthetic_clip, teach
     from taskmem_ros.llm.transformers_engine import TransformersEngine
     from taskmem_ros.training.rewards import judge_fidelity_messages, make_judge_fidelity_reward
 
@@ -174,3 +172,15 @@ def test_judge_fidelity_reward_with_a_real_tiny_judge(tmp_path) -> None:  # type
     )
     reward = make_judge_fidelity_reward(TransformersEngine(cfg), clips)
     assert reward([completion, completion, "garbage"], clip_index=[0, 1, 0]) == [0.5, 0.5, 0.0]
+
+
+def test_bullet_lists_are_scored_like_json_lists() -> None:
+    """The text LLM's one-memory-per-line output: valid only if every line is a bullet and none repeats."""
+    lines = "- Alice put the red keys on the kitchen table.\n- The meeting is at three."
+    looping = "- The meeting is at three.\n- The meeting is at three.\n- The meeting is at three."
+    mixed = "- The meeting is at three.\nAnd more prose here."
+    assert format_reward([lines, "- none", looping, mixed, "no bullets at all"]) == [1.0, 1.0, 0.5, 0.5, 0.0]
+    assert entry_texts(lines) == ["Alice put the red keys on the kitchen table.", "The meeting is at three."]
+    assert redundancy_penalty([looping], context=[[]])[0] < redundancy_penalty([lines], context=[[]])[0]
+    kw = {"reference": [REFERENCE], "facts": [None], "context": [[]]}
+    assert make_fidelity_reward(EMBEDDER)([lines], **kw) == make_fidelity_reward(EMBEDDER)([GOOD], **kw)

@@ -31,6 +31,9 @@ from typing import Any
 
 from taskmem_ros.evaluation.types import NS_PER_S, EvalDataset, EvalQuestion, MediaSegment, MissingMedia
 
+# The annotations ship with the package (CC BY 4.0; see evaluation/data/README.md).
+DEFAULT_EGOTEMPO_QA = Path(__file__).resolve().parents[1] / "data" / "egotempo_openQA.json"
+
 
 def parse_clip_id(clip_id: str) -> tuple[str, float, float]:
     """``{uid}_{start}_{end}`` -> (uid, start_s, end_s); ValueError if it is not that shape."""

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from taskmem_ros.evaluation.media import MediaError, probe_duration_ns
+from taskmem_ros.errors import MediaError
+from taskmem_ros.evaluation.media import probe_duration_ns
 from taskmem_ros.evaluation.types import EvalDataset, EvalQuestion, MediaSegment, MissingMedia
 
 DURATIONS = ("short", "medium", "long")

@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from taskmem_ros.errors import MissingDependencyError
 from taskmem_ros.policy.perception.ocr import DUPLICATE_DIFF, thumbnail
-from taskmem_ros.streams.optional import MissingDependencyError
 from taskmem_ros.types import VideoFrame
 
 CASCADE = "haarcascade_frontalface_default.xml"

@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from taskmem_ros.config import PolicyConfig
+from taskmem_ros.errors import MissingDependencyError, ModelFileError
 from taskmem_ros.policy.base import MemorizationPolicy
 from taskmem_ros.policy.perception.colors import describe, mean_fractions
 from taskmem_ros.policy.perception.faces import FaceDetector
+from taskmem_ros.policy.perception.objects import describe_objects, make_detector, summarize_clip
 from taskmem_ros.policy.perception.ocr import TextReader
 from taskmem_ros.policy.perception.scene import FrameSignature, analyze_scene
-from taskmem_ros.streams.optional import MissingDependencyError
 from taskmem_ros.types import NS_PER_S, Clip, MemoryDraft, PolicyContext
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ class PerceptionPolicy(MemorizationPolicy):
         self.disabled: dict[str, str] = {}  # detector -> why it is off (missing package)
         self.text = TextReader(cfg.ocr_min_confidence, threads=cfg.cpu_threads) if cfg.ocr else None
         self.faces = FaceDetector() if cfg.faces else None
+        self.objects = make_detector(cfg)
         self._last_frame: dict[str, FrameSignature] = {}  # per stream, for changes across clip borders
+        self._last_objects: dict[str, dict[str, int]] = {}  # per stream: objects written when the set changes
 
     def warm_up(self) -> None:
         """Load every enabled model now (a lifecycle node's on_configure) instead of on first clip."""
@@ -67,6 +70,8 @@ class PerceptionPolicy(MemorizationPolicy):
             self._guard("ocr", self.text._load)
         if self.faces is not None:
             self._guard("faces", self.faces._load)
+        if self.objects is not None:
+            self._guard("objects", self.objects.load)
 
     def memorize_batch(self, clips: Sequence[Clip], contexts: Sequence[PolicyContext]) -> list[list[MemoryDraft]]:
         if len(clips) != len(contexts):
@@ -89,6 +94,11 @@ class PerceptionPolicy(MemorizationPolicy):
             self.stats["drafts"] += len(kept)
             out.append(kept)
         return out
+
+    def describe(self, clip: Clip) -> list[MemoryDraft]:
+        """Every finding of the detectors for one clip, before de-duplication against memory
+        (what a text LLM policy reads as evidence, see ``policy.evidence``)."""
+        return self._describe(clip)
 
     def _describe(self, clip: Clip) -> list[MemoryDraft]:
         lo, hi = clip.start_ns, max(clip.end_ns, clip.start_ns)
@@ -117,6 +127,8 @@ class PerceptionPolicy(MemorizationPolicy):
             faces = self._guard("faces", lambda: detector.count_clip(kfs))
             if faces is not None and faces.count:
                 drafts.append(draft(_people(faces.count), "faces", faces.first_ns, faces.last_ns, 0.6))
+        if self.objects is not None and "objects" not in self.disabled:
+            drafts += self._objects(clip, draft)
         if self.cfg.colors:
             desc = describe(mean_fractions([kf.rgb for kf in kfs]))
             if desc != "mixed colours":
@@ -132,10 +144,31 @@ class PerceptionPolicy(MemorizationPolicy):
             drafts.append(draft("There was a lot of motion in view.", "scene", kfs[0].stamp_ns, kfs[-1].stamp_ns, 0.7))
         return drafts
 
+    def _objects(self, clip: Clip, draft: Callable[..., MemoryDraft]) -> list[MemoryDraft]:
+        """Detections go onto the clip (for any later stage); a sentence only when the set changes."""
+        detector, kfs = self.objects, clip.keyframes
+        assert detector is not None
+        summary = self._guard("objects", lambda: summarize_clip(detector, kfs, self.cfg))
+        if summary is None:
+            return []
+        clip.detections = summary.detections
+        self.stats["objects_detected"] += len(summary.detections)
+        previous = self._last_objects.get(clip.stream)
+        self._last_objects[clip.stream] = summary.counts
+        if not summary.counts or summary.counts == previous:
+            if summary.counts:
+                self.stats["objects_unchanged"] += 1
+            return []
+        scores = [d.score for d in summary.detections if d.label in summary.counts]
+        return [draft(describe_objects(summary.counts), "objects", summary.first_ns, summary.last_ns, max(scores))]
+
     def _guard(self, name: str, fn: Callable[[], T]) -> T | None:
-        """Run one detector; a missing package disables it (logged once), other errors are counted."""
+        """Run one detector; a missing package disables it (logged once), other errors are counted.
+        A bad model file the config names is a setup error and propagates."""
         try:
             return fn()
+        except ModelFileError:
+            raise
         except MissingDependencyError as exc:
             if self.strict:
                 raise
@@ -147,7 +180,8 @@ class PerceptionPolicy(MemorizationPolicy):
         return None
 
     def close(self) -> None:
-        for part in (self.text, self.faces):
+        for part in (self.text, self.faces, self.objects):
             if part is not None:
                 part.close()
         self._last_frame.clear()
+        self._last_objects.clear()

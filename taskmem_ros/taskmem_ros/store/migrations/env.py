@@ -9,11 +9,15 @@ from sqlalchemy import Connection
 from taskmem_ros.store.models import Base
 
 _SQLITE_VIRTUAL = ("memory_fts", "vec_entries")
+_PG_SEARCH = ("tsv", "embedding", "ix_memory_entries_tsv", "ix_memory_entries_embedding")
 
 
 def include_object(obj, name, type_, reflected, compare_to):
-    """Leave FTS5/vec0 virtual tables and their shadow tables to the migrations' raw SQL."""
-    return not (type_ == "table" and name and name.startswith(_SQLITE_VIRTUAL))
+    """Leave FTS5/vec0 virtual tables (and their shadow tables) and the PostgreSQL search
+    columns/indexes to the migrations' raw SQL."""
+    if type_ == "table" and name and name.startswith(_SQLITE_VIRTUAL):
+        return False
+    return not (type_ in ("column", "index") and name in _PG_SEARCH)
 
 
 def _run(connection: Connection) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tiny_models import synthetic_clip
 
 from taskmem_ros.config import StoreConfig, TaskMemConfig, from_nested
+from taskmem_ros.llm.tiny import synthetic_clip
 from taskmem_ros.memorizer import Memorizer
-from taskmem_ros.policy.base import make_policy
+from taskmem_ros.policy.factory import make_policy
 from taskmem_ros.store import EpisodicStore
-from taskmem_ros.training.clip_archive import ClipArchive
+from taskmem_ros.store.clip_archive import ClipArchive
 
 
 def test_round_trip_and_pruning(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 keyframes and transcript must outlive the memorizer's queue.
 
 One ``.npz`` per clip under ``<dir>/<stream>/`` (keyframes as uint8 arrays, stamps,
-transcript), written atomically; the oldest files beyond ``max_clips`` are pruned.
+transcript), written atomically; the oldest files beyond ``max_clips`` are pruned. File names
+start with the clip's start time (so name order is time order) and carry the memorizer run,
+so a second run over the same times never overwrites the first run's clips.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from taskmem_ros.fsutil import atomic_write
 from taskmem_ros.types import Clip, TranscriptSegment, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ class ClipArchive:
         self.max_clips = max_clips
 
     def path(self, clip: Clip) -> Path:
-        return self.root / _safe(clip.stream) / f"{clip.start_ns:020d}_{clip.index:08d}.npz"
+        run = f"_{_safe(clip.run)}" if clip.run else ""
+        return self.root / _safe(clip.stream) / f"{clip.start_ns:020d}_{clip.index:08d}{run}.npz"
 
     def save(self, clip: Clip) -> Path:
         target = self.path(clip)
@@ -42,6 +44,7 @@ class ClipArchive:
         meta = {
             "stream": clip.stream,
             "index": clip.index,
+            "run": clip.run,
             "start_ns": clip.start_ns,
             "end_ns": clip.end_ns,
             "stamps": [f.stamp_ns for f in clip.keyframes],
@@ -50,14 +53,7 @@ class ClipArchive:
         arrays: dict[str, Any] = {f"kf{i}": f.rgb for i, f in enumerate(clip.keyframes)}
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, buf.getvalue())
         self.prune(target.parent)
         return target
 
@@ -77,6 +73,7 @@ class ClipArchive:
             end_ns=int(meta["end_ns"]),
             keyframes=frames,
             transcript=[TranscriptSegment(int(a), int(b), str(t), float(c)) for a, b, t, c in meta["transcript"]],
+            run=str(meta.get("run", "")),
         )
 
     def recent(self, stream: str | None = None, limit: int = 64, *, until_ns: int | None = None) -> list[Clip]:
