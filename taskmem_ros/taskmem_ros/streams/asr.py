@@ -31,14 +31,13 @@ Span = tuple[float, float]
 
 def asr_input(
     samples: np.ndarray, rate: int, model_rate: int, segments: Sequence[Span] | None
-) -> tuple[np.ndarray, list[Span], bool]:
-    """What every recogniser decodes: mono float32 at its model's rate, the spans to decode (the
-    whole input where VAD gave none), and whether it had to resample."""
+) -> tuple[np.ndarray, list[Span]]:
+    """What every recogniser decodes: mono float32 at its model's rate, and the spans to decode
+    (the whole input where VAD gave none)."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
-    resampled = rate != model_rate
-    if resampled:
+    if rate != model_rate:
         x = resample(x, rate, model_rate)
-    return x, list(segments) if segments is not None else [(0.0, x.size / model_rate)], resampled
+    return x, list(segments) if segments is not None else [(0.0, x.size / model_rate)]
 
 
 class SpeechRecognizer(Protocol):
@@ -102,7 +101,7 @@ class PocketSphinxASR:
     def transcribe(
         self, samples: np.ndarray, rate: int, segments: Sequence[Span] | None = None, *, offset_ns: int = 0
     ) -> list[TranscriptSegment]:
-        x, spans, _ = asr_input(samples, rate, self.rate, segments)
+        x, spans = asr_input(samples, rate, self.rate, segments)
         total = x.size / self.rate
         out: list[TranscriptSegment] = []
         with self._lock:

@@ -185,8 +185,8 @@ class WhisperASR:
     def transcribe(
         self, samples: np.ndarray, rate: int, segments: Sequence[Span] | None = None, *, offset_ns: int = 0
     ) -> list[TranscriptSegment]:
-        x, spans, resampled = asr_input(samples, rate, self.rate, segments)
-        self.stats["asr_resampled"] += int(resampled)
+        x, spans = asr_input(samples, rate, self.rate, segments)
+        self.stats["asr_resampled"] += int(rate != self.rate)
         if x.size and float(np.mean(np.abs(x) >= 0.999)) > 0.001:  # clipped input: decoded, but counted
             self.stats["asr_clipped_audio"] += 1
         x = np.clip(x, -1.0, 1.0)

@@ -81,12 +81,10 @@ class GraphClient:
                 assert time.monotonic() < deadline, f"{name} not active after {timeout_s} s"
                 if client.wait_for_service(timeout_sec=1.0):
                     future = client.call_async(GetState.Request())
-                    ask_until = time.monotonic() + 3.0
-                    while not future.done() and time.monotonic() < ask_until:
-                        time.sleep(0.02)
-                    if future.done() and future.result().current_state.label == "active":
-                        break
-                    if not future.done():
+                    try:
+                        if self._wait(future, 3.0).current_state.label == "active":
+                            break
+                    except TimeoutError:
                         client.remove_pending_request(future)
                 time.sleep(0.2)
             self.node.destroy_client(client)
@@ -228,12 +226,11 @@ class Watcher:
             self.feedback.clear()
 
 
-def node_process(module: str, *params: str, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """``python -m taskmem_ros.nodes.<module> --ros-args -p ...`` as its own process (output to
-    ``log``, or discarded: an unread pipe would block a chatty node once it fills)."""
+def node_process(module: str, *params: str) -> subprocess.Popen[bytes]:
+    """``python -m taskmem_ros.nodes.<module> --ros-args -p ...`` as its own process, output
+    discarded (an unread pipe would block a chatty node once it fills)."""
     cmd = [sys.executable, "-m", f"taskmem_ros.nodes.{module}", "--ros-args"] + [x for p in params for x in ("-p", p)]
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
-    return subprocess.Popen(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> list[int | None]:
@@ -264,12 +261,7 @@ def tuner_process(params: Path, log_path: Path) -> Iterator[subprocess.Popen[byt
         try:
             yield tuner
         finally:
-            tuner.send_signal(signal.SIGINT)
-            try:
-                tuner.wait(30)
-            except subprocess.TimeoutExpired:
-                tuner.kill()
-                tuner.wait(10)
+            stop_processes([tuner])
 
 
 def replay_bag(bag: Path) -> None:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +16,8 @@ import numpy as np
 import pytest
 from store_helpers import drafts
 
+import taskmem_ros
+from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.store.clip_archive import ClipArchive
 from taskmem_ros.store.forget import ForgetSelector
@@ -235,3 +242,54 @@ def test_forget_under_concurrent_writes_and_searches(store: EpisodicStore) -> No
     assert store.count_entries() == 50 + len(written) - len(forgotten)
     for mode in MODES:
         assert not forgotten & _ids(store, "secret plan", mode)
+
+
+FORGETTER = textwrap.dedent(
+    """
+    import sys
+    from taskmem_ros.config import StoreConfig
+    from taskmem_ros.store import EpisodicStore
+    from taskmem_ros.store.forget import ForgetSelector
+
+    store = EpisodicStore(StoreConfig(url=sys.argv[1], embedder="hash")).open()
+    print("go", flush=True)
+    store.forget(ForgetSelector(text="alpha"), dry_run=False)
+    print("done", flush=True)
+    """
+)
+
+
+def test_kill_9_mid_forget_is_all_or_nothing(store_url: Callable[[str], str]) -> None:
+    """The forgetting process dies mid-transaction: on reopen either nothing or everything it
+    selected is gone (rows, tombstones, the forget log and every search mode agree)."""
+    url = store_url("forget-kill.db")
+    n = 4000
+    with EpisodicStore(StoreConfig(url=url, embedder="hash")) as store:
+        for k in range(0, n, 1000):
+            store.add_entries("a", drafts([f"alpha memory {i}" for i in range(k, k + 1000)]))
+        store.add_entries("a", drafts(["beta memory stays"], start_s=10 * n + 10))
+    env = dict(os.environ, PYTHONPATH=str(Path(taskmem_ros.__file__).resolve().parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORGETTER, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "go"
+        os.kill(proc.pid, signal.SIGKILL)  # while it selects, deletes and writes tombstones
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, err[-2000:]
+    with EpisodicStore(StoreConfig(url=url, embedder="hash")) as store:
+        assert store.integrity_check() == "ok"
+        left, tombs, logged = store.count_entries(), len(store.forgotten_uids()), len(store.forget_log())
+        assert (left, tombs, logged) in ((n + 1, 0, 0), (1, n, 1)), (left, tombs, logged, out)
+        for mode in MODES:
+            alpha = [r for r in store.search("alpha memory", mode=mode, limit=50) if "alpha" in r.record.text]
+            assert bool(alpha) == (left > 1), mode
+            assert store.search("beta memory stays", mode=mode)[0].record.text == "beta memory stays"
+        store.forget(ForgetSelector(text="alpha"), dry_run=False)  # and forgetting again completes it
+        assert store.count_entries() == 1
+        for mode in MODES:
+            assert not [r for r in store.search("alpha memory", mode=mode, limit=50) if "alpha" in r.record.text]

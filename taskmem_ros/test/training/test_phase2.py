@@ -241,11 +241,14 @@ def test_phase2_shifts_memories_toward_logged_tasks(tmp_path: Path, mixed_policy
     )
     assert 0.3 <= before_share <= 0.7  # the taught policy mixes both facts
     # The shift, not a fixed level: the taught policy itself differs with the CPU's kernels and
-    # thread count (measured 0.33-0.45 -> 0.67-0.94 across AVX-512, AVX2, scalar and 1 thread)
-    assert after_share >= before_share + 0.25 and after_share > 0.5
-    # held out (clips and tasks never trained on): what the policy writes answers more of them
-    assert m["after_greedy_reward"] >= m["before_greedy_reward"] + 0.25
-    assert m["after_accuracy"] >= m["before_accuracy"] + 0.25
+    # thread count (measured 0.33-0.56 -> 0.67-0.98 across AVX-512, AMX, AVX2, scalar and 1 thread),
+    # so each gain is asked of what was left to gain: +0.25, or up to the ceiling where less was left
+    assert after_share >= min(before_share + 0.25, 0.9) and after_share > 0.5
+    # held out (clips and tasks never trained on): what the policy writes answers more of them.
+    # Greedy output is one coin per clip, so its "before" ranged 0.12-0.75 over those kernels.
+    assert m["after_greedy_reward"] >= min(m["before_greedy_reward"] + 0.25, 1.0)
+    assert m["after_accuracy"] > m["before_accuracy"]
+    assert m["after_accuracy"] >= min(m["before_accuracy"] + 0.25, 0.875)  # 7 of the 8 held-out tasks
     assert m["after_sampled_reward"] > m["before_sampled_reward"]
     assert m["pairs"] >= 2 and m["held_out_tasks"] == len(OBJECTS) // 2 and m["train_tasks"] == len(OBJECTS) // 2
     # the artifact: written, checks out against the base model, registered inactive with its metrics
