@@ -25,7 +25,9 @@ split and the questions are fixed before any run; nothing is tuned on the held-o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
@@ -170,14 +172,16 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=4, help="held-out clips (N footage clips from --heldout-from)")
     ap.add_argument("--heldout-from", type=int, default=8, help="the first held-out footage clip (FACTS index)")
     ap.add_argument("--phase1-steps", type=int, default=5)
+    ap.add_argument("--phase1-minutes", type=float, default=0.0, help="Phase One wall budget (phase1.max_minutes)")
     ap.add_argument("--phase2-steps", type=int, default=15)
     ap.add_argument("--lora-steps", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="steering seeds (none: no steering)")
     ap.add_argument("--lora-seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--json-max-new-tokens", type=int, default=96, help="the former JSON prompt's budget")
     ap.add_argument("--skip-phase1", action="store_true")
     ap.add_argument("--skip-format", action="store_true", help="skip the JSON-vs-lines prompt comparison")
+    ap.add_argument("--device-note", default="cpu (2 cores)", help="how the machine was shared, for the JSON")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training_real.json")
     args = ap.parse_args()
 
@@ -205,7 +209,7 @@ def main() -> None:
     held_evidence = [policy.evidence(c) or [] for c in held_clips]
     embedder = make_embedder("minilm", 384)
     report: dict[str, Any] = {
-        "model": cfg.model.identity, "gguf": cfg.model.gguf_file, "device": "cpu (2 shared cores, loaded)",
+        "model": cfg.model.identity, "gguf": cfg.model.gguf_file, "device": args.device_note,
         "train_clips": len(train_clips), "heldout_clips": len(held_clips), "args": vars(args) | {"out": str(args.out)},
     }  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="bench-training-real-"))
@@ -245,8 +249,11 @@ def main() -> None:
         params = {"tuner": {"ros__parameters": {**to_flat(cfg), **to_flat(tcfg)}}}
         (tmp / "params.yaml").write_text(yaml.safe_dump(params))
         t0 = time.perf_counter()
-        rc = train_cli.main(["phase1", "--params", str(tmp / "params.yaml"), "--clips-dir", str(tmp / "clips"),
-                             "--output-dir", str(tmp / "phase1"), "--steps", str(args.phase1_steps)])  # fmt: skip
+        done = io.StringIO()  # the CLI prints its "done" summary (trainer metrics) on stdout
+        with contextlib.redirect_stdout(done):
+            rc = train_cli.main(["phase1", "--params", str(tmp / "params.yaml"), "--clips-dir", str(tmp / "clips"),
+                                 "--output-dir", str(tmp / "phase1"), "--steps", str(args.phase1_steps),
+                                 "--max-minutes", str(args.phase1_minutes)])  # fmt: skip
         train_s = time.perf_counter() - t0
         if rc != 0:
             raise SystemExit(f"taskmem-train phase1 failed with exit status {rc}")
@@ -255,13 +262,22 @@ def main() -> None:
         _, p1_raw = memorize(policy, held_clips)
         engine.load_adapter("")
         after = quality(p1_raw, held_clips, held_evidence, embedder)
-        report["phase1"] = {"before": before, "after": after, "train_s": train_s, "steps": args.phase1_steps,
+        text = done.getvalue()  # trl's per-step log dicts come first (printed when tqdm is off)
+        p1_metrics = json.loads(text[text.rindex('{\n  "') :])["metrics"]
+        report["phase1_trl_log"] = [ln for ln in text.splitlines() if ln.startswith("{'")]
+        steps_done = int(p1_metrics["steps_done"])
+        report["phase1"] = {"before": before, "after": after, "train_s": train_s, "steps_asked": args.phase1_steps,
+                            "steps_done": steps_done, "budget_min": args.phase1_minutes,
+                            "trainer_metrics": p1_metrics,
                             "after_outputs": p1_raw}  # fmt: skip
-        print(table(f"Phase One (GRPO + LoRA, {args.phase1_steps} steps, {train_s:.0f} s): held-out clips",
+        print(table(f"Phase One (GRPO + LoRA, {steps_done} steps, {train_s:.0f} s): held-out clips",
                     {"base": before, "after Phase One": after}), flush=True)  # fmt: skip
         save()
 
     # ------------------------------------------------------------------ Phase Two
+    if not args.seeds and not args.lora_seeds:
+        print(f"\nwrote {args.out} ({report['wall_s']:.0f} s)")
+        return
     db = tmp / "memory.db"
     archive2 = ClipArchive(tmp / "clips2")
     with EpisodicStore(StoreConfig(url=f"sqlite:///{db}", embedder="minilm")) as store:

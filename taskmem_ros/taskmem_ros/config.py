@@ -473,9 +473,11 @@ class Phase1Config:
     max_new_tokens: int = 256
     temperature: float = 1.0
     output_dir: str = "phase1_out"
+    max_minutes: float = 0.0  # wall-clock budget: training stops after the step that passes it; 0 = none
 
     def __post_init__(self) -> None:
         _one_of("phase1.method", self.method, ("lora", "full"))
+        _check(self.max_minutes >= 0, "phase1.max_minutes", self.max_minutes, ">= 0 (0 = no budget)")
         _check(self.num_generations >= 2, "phase1.num_generations", self.num_generations, ">= 2 (GRPO needs a group)")
         _check(self.steps >= 1, "phase1.steps", self.steps, ">= 1")
         _check(self.learning_rate > 0, "phase1.learning_rate", self.learning_rate, "> 0")

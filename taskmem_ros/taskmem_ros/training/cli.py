@@ -168,6 +168,10 @@ def cmd_phase1(args: argparse.Namespace, rep: Reporter) -> int:
     cfg, tcfg = _load(args)
     if args.steps is not None and args.steps < 1:
         raise BadInput(f"--steps={args.steps} is invalid; expected >= 1")
+    if args.max_minutes is not None:
+        if args.max_minutes < 0:
+            raise BadInput(f"--max-minutes={args.max_minutes} is invalid; expected >= 0 (0 = no budget)")
+        tcfg.phase1 = dataclasses.replace(tcfg.phase1, max_minutes=args.max_minutes)
     archive = _archive(cfg, args.clips_dir)
     try:
         from taskmem_ros.training.phase1 import build_phase1_dataset, run_phase1
@@ -234,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p1.add_argument("--clips-dir", required=True, help="kept clips to train on")
     p1.add_argument("--output-dir", required=True, help="where the tuned weights / LoRA go")
     p1.add_argument("--steps", type=int, help="override phase1.steps")
+    p1.add_argument("--max-minutes", type=float, help="override phase1.max_minutes (wall-clock budget; 0 = none)")
     p1.add_argument("--stream", help="only this stream's kept clips (default: all)")
     p1.add_argument("--json-progress", action="store_true", help="JSON lines on stdout")
     return parser

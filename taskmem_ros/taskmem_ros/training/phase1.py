@@ -282,6 +282,7 @@ def run_phase1(
             bias="none",
             task_type="CAUSAL_LM",
         )
+    budget = wall_budget(p1.max_minutes * 60.0) if p1.max_minutes > 0 else None
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=list[Any](funcs),
@@ -289,9 +290,12 @@ def run_phase1(
         train_dataset=dataset,
         processing_class=tokenizer,  # text-only prompts; see the module docstring
         peft_config=peft_config,
+        callbacks=[budget] if budget is not None else None,
     )
     train_out = trainer.train()
     metrics = {k: float(v) for k, v in (train_out.metrics or {}).items() if isinstance(v, (int, float))}
+    metrics["steps_done"] = float(trainer.state.global_step)
+    metrics["stopped_by_budget"] = float(budget is not None and budget.stopped)
     history = list(trainer.state.log_history)
     rewards = [h["reward"] for h in history if isinstance(h.get("reward"), (int, float))]
     if rewards:
@@ -312,6 +316,30 @@ def run_phase1(
     trainer.accelerator.wait_for_everyone()
     model.eval()
     return result
+
+
+def wall_budget(seconds: float) -> Any:
+    """A ``TrainerCallback`` that ends training after the step that passes ``seconds`` of wall
+    time (``phase1.max_minutes``): a robot's offboard slot or a CI budget is time, not steps.
+    Built lazily: transformers is an optional extra."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class _WallBudget(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.t0 = time.monotonic()
+            self.stopped = False
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.t0 = time.monotonic()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if time.monotonic() - self.t0 >= seconds:
+                self.stopped = control.should_training_stop = True
+                log.info("phase1.max_minutes reached after step %d: stopping", state.global_step)
+
+    return _WallBudget()
 
 
 def _fix_base_name(adapter_dir: Path, base_name: str) -> None:

@@ -148,8 +148,9 @@ def test_real_small_run_prints_done_with_matching_sha(logged: dict[str, Any]) ->
 
 @pytest.mark.slow
 def test_phase1_cli_trains_a_lora_on_kept_clips(logged: dict[str, Any], taught_qwen3vl: Path) -> None:
-    """`taskmem-train phase1` end to end: kept clips -> GRPO (1 step) -> a LoRA adapter directory,
-    with fidelity scored by a judge model looking at the frames (the same tiny model here)."""
+    """`taskmem-train phase1` end to end: kept clips -> GRPO -> a LoRA adapter directory, with
+    fidelity scored by a judge model looking at the frames (the same tiny model here); the wall
+    budget (``--max-minutes``) ends it after the first step of the 3 asked."""
     params = _params(
         logged["tmp"] / "p1.yaml",
         store={"url": f"sqlite:///{logged['db']}", "embedder": "hash"},
@@ -159,9 +160,11 @@ def test_phase1_cli_trains_a_lora_on_kept_clips(logged: dict[str, Any], taught_q
     out = logged["tmp"] / "phase1_out"
     code, events, err = _train(
         "phase1", "--params", str(params), "--model", str(taught_qwen3vl), "--clips-dir", str(logged["clips"]),
-        "--output-dir", str(out), "--steps", "1", "--json-progress", "--judge-fidelity", "qwen3vl",
+        "--output-dir", str(out), "--steps", "3", "--max-minutes", "0.0001", "--json-progress",
+        "--judge-fidelity", "qwen3vl",
     )  # fmt: skip
     assert code == 0, err[-2000:]
     done = events[-1]
     assert done["event"] == "done", events
+    assert done["metrics"]["steps_done"] == 1 and done["metrics"]["stopped_by_budget"] == 1
     assert (out / "adapter" / "adapter_config.json").is_file()
