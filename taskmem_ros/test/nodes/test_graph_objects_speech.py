@@ -87,7 +87,9 @@ def test_objects_and_speech_are_memorized(replayed: tuple) -> None:
     assert any("people" in r.text or "a person" in r.text for r in objects), [r.text for r in records]
     assert any("a bicycle" in r.text and "a dog" in r.text for r in objects), [r.text for r in records]
     said = [r for r in records if r.source == "asr"]
-    assert said and "jammed" in said[0].text.lower() and 0.5 < said[0].confidence <= 1.0
+    # Whisper may return the two sentences as one segment or two (it did with CTranslate2's AVX2
+    # kernels): the fact, with its confidence, is in one of them
+    assert any("jammed" in r.text.lower() and 0.5 < r.confidence <= 1.0 for r in said), [r.text for r in said]
 
 
 def test_object_and_speech_questions_through_answer_task(replayed: tuple) -> None:
