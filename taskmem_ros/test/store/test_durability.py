@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
-import taskmem_ros
+from store_helpers import python_child
+
 from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore
 
@@ -35,10 +34,7 @@ WRITER = textwrap.dedent(
 
 def test_sigkill_mid_stream_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'durable.db'}"
-    env = dict(os.environ, PYTHONPATH=str(Path(taskmem_ros.__file__).resolve().parents[1]))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-    )
+    proc = python_child(WRITER, url)
     acked: list[int] = []
     deadline = time.monotonic() + 60
     try:

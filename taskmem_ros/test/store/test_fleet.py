@@ -6,16 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from store_helpers import python_child
 
-import taskmem_ros
 from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.types import NS_PER_S
@@ -47,14 +45,7 @@ WRITER = textwrap.dedent(
 
 
 def _writer(url: str, stream: str, batches: int) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(Path(taskmem_ros.__file__).resolve().parents[1]))
-    return subprocess.Popen(
-        [sys.executable, "-c", WRITER, url, stream, str(batches)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    return python_child(WRITER, url, stream, str(batches))
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(store_url: Callable[[str], str]) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Callable
@@ -14,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import drafts
+from store_helpers import drafts, python_child
 
-import taskmem_ros
 from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore
 from taskmem_ros.store.clip_archive import ClipArchive
@@ -268,10 +265,7 @@ def test_kill_9_mid_forget_is_all_or_nothing(store_url: Callable[[str], str]) ->
         for k in range(0, n, 1000):
             store.add_entries("a", drafts([f"alpha memory {i}" for i in range(k, k + 1000)]))
         store.add_entries("a", drafts(["beta memory stays"], start_s=10 * n + 10))
-    env = dict(os.environ, PYTHONPATH=str(Path(taskmem_ros.__file__).resolve().parents[1]))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FORGETTER, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-    )
+    proc = python_child(FORGETTER, url)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "go"

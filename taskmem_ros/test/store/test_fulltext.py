@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import drafts
+from store_helpers import drafts, python_child
 
-import taskmem_ros
 from taskmem_ros.config import StoreConfig
 from taskmem_ros.store import EpisodicStore, lexical
 from taskmem_ros.store.forget import ForgetSelector
@@ -147,13 +144,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def _child(url: str, mode: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(Path(taskmem_ros.__file__).resolve().parents[1]))
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, url, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-    )
-
-
 @pytest.mark.parametrize("mode", ["after-commit", "mid-forget"])
 def test_kill_9_during_forget_is_all_or_nothing_and_indexes_repair(tmp_path: Path, mode: str) -> None:
     url = _url(tmp_path)
@@ -162,7 +152,7 @@ def test_kill_9_during_forget_is_all_or_nothing_and_indexes_repair(tmp_path: Pat
         for k in range(0, n, 1000):
             store.add_entries("a", drafts([f"alpha memory {i}" for i in range(k, min(n, k + 1000))]))
         store.add_entries("a", drafts(["beta memory stays"], start_s=10 * n + 10))
-    proc = _child(url, mode)
+    proc = python_child(CHILD, url, mode)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
