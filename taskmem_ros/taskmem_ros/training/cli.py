@@ -168,9 +168,7 @@ def cmd_phase1(args: argparse.Namespace, rep: Reporter) -> int:
     cfg, tcfg = _load(args)
     if args.steps is not None and args.steps < 1:
         raise BadInput(f"--steps={args.steps} is invalid; expected >= 1")
-    if args.max_minutes is not None:
-        if args.max_minutes < 0:
-            raise BadInput(f"--max-minutes={args.max_minutes} is invalid; expected >= 0 (0 = no budget)")
+    if args.max_minutes is not None:  # checked by Phase1Config (a ConfigError exits 2 like BadInput)
         tcfg.phase1 = dataclasses.replace(tcfg.phase1, max_minutes=args.max_minutes)
     archive = _archive(cfg, args.clips_dir)
     try:
